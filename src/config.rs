@@ -1,0 +1,220 @@
+//! Manager configuration: the JSON/serde shape callers send, and its resolution
+//! against the environment (`KECS_*`, `DOCKER_HOST`) into concrete settings.
+
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::names;
+
+pub const DEFAULT_K3S_IMAGE: &str = "rancher/k3s:v1.31.4-k3s1";
+pub const DEFAULT_KIND_IMAGE: &str = "kindest/node:v1.31.4";
+pub const DEFAULT_NAME_PREFIX: &str = "kecs-";
+pub const CONTAINER_MODE_KUBECONFIG_DIR: &str = "/kecs/kubeconfig";
+
+/// What callers configure; every field is optional (camelCase JSON).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterManagerConfig {
+    /// "k3d" (default) or "kind".
+    pub provider: Option<String>,
+    /// KECS runs inside a container: kubeconfigs point at node names on the cluster network.
+    pub container_mode: Option<bool>,
+    /// Directory for `<cluster>.config` files.
+    pub kubeconfig_path: Option<String>,
+    /// Extra address the API certificate must cover (added as a `--tls-san`).
+    pub host_address: Option<String>,
+    pub name_prefix: Option<String>,
+    pub image: Option<String>,
+    pub docker_host: Option<String>,
+    /// Host IP the API port is published on (default 127.0.0.1).
+    pub api_host_ip: Option<String>,
+    /// Run nodes privileged (default true, as k3s needs).
+    pub privileged: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    K3d,
+    Kind,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::K3d => "k3d",
+            ProviderKind::Kind => "kind",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<ProviderKind> {
+        match s {
+            "k3d" => Ok(ProviderKind::K3d),
+            "kind" => Ok(ProviderKind::Kind),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown provider {other:?}: use \"k3d\" or \"kind\""
+            ))),
+        }
+    }
+}
+
+/// Settings after defaults and the environment are applied.
+#[derive(Debug, Clone)]
+pub struct ResolvedConfig {
+    pub provider: ProviderKind,
+    pub container_mode: bool,
+    pub kubeconfig_dir: PathBuf,
+    pub host_address: Option<String>,
+    pub name_prefix: String,
+    pub image: String,
+    pub docker_host: Option<String>,
+    pub api_host_ip: IpAddr,
+    pub privileged: bool,
+}
+
+fn non_empty(v: Option<String>) -> Option<String> {
+    v.filter(|s| !s.trim().is_empty())
+}
+
+impl ClusterManagerConfig {
+    pub fn from_json(json: &str) -> Result<Self> {
+        serde_json::from_str(json)
+            .map_err(|e| Error::InvalidArgument(format!("config JSON: {e}")))
+    }
+
+    /// Applies defaults and `env` (a lookup such as `std::env::var`) to unset fields.
+    pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> Result<ResolvedConfig> {
+        let env = |k: &str| non_empty(env(k));
+        let provider = match non_empty(self.provider.clone()).or_else(|| env("KECS_CLUSTER_PROVIDER")) {
+            Some(p) => ProviderKind::parse(p.trim())?,
+            None => ProviderKind::K3d,
+        };
+        // As in KECS, the environment can only switch container mode on.
+        let container_mode = self.container_mode.unwrap_or(false)
+            || env("KECS_CONTAINER_MODE").is_some_and(|v| v == "true");
+        let kubeconfig_dir = match non_empty(self.kubeconfig_path.clone()).or_else(|| env("KECS_KUBECONFIG_PATH")) {
+            Some(dir) => PathBuf::from(dir),
+            None if container_mode => PathBuf::from(CONTAINER_MODE_KUBECONFIG_DIR),
+            None => match env("HOME") {
+                Some(home) => PathBuf::from(home).join(".kube"),
+                None => {
+                    return Err(Error::InvalidArgument(
+                        "kubeconfigPath is not set and HOME is unset: set kubeconfigPath or KECS_KUBECONFIG_PATH".into(),
+                    ))
+                }
+            },
+        };
+        let name_prefix = self.name_prefix.clone().unwrap_or_else(|| DEFAULT_NAME_PREFIX.into());
+        names::validate_prefix(&name_prefix)?;
+        let default_image = match provider {
+            ProviderKind::K3d => env("KECS_K3S_IMAGE").unwrap_or_else(|| DEFAULT_K3S_IMAGE.into()),
+            ProviderKind::Kind => env("KECS_KIND_IMAGE").unwrap_or_else(|| DEFAULT_KIND_IMAGE.into()),
+        };
+        let image = non_empty(self.image.clone()).unwrap_or(default_image);
+        validate_image(&image)?;
+        let docker_host = non_empty(self.docker_host.clone()).or_else(|| env("DOCKER_HOST"));
+        let api_host_ip = match non_empty(self.api_host_ip.clone()) {
+            Some(ip) => ip.trim().parse().map_err(|_| {
+                Error::InvalidArgument(format!("apiHostIp {ip:?} is not an IP address"))
+            })?,
+            None => IpAddr::from([127, 0, 0, 1]),
+        };
+        let host_address = non_empty(self.host_address.clone());
+        if let Some(h) = &host_address {
+            if h.contains(char::is_whitespace) || h.contains('/') {
+                return Err(Error::InvalidArgument(format!(
+                    "hostAddress {h:?} must be a host name or IP address"
+                )));
+            }
+        }
+        Ok(ResolvedConfig {
+            provider,
+            container_mode,
+            kubeconfig_dir,
+            host_address,
+            name_prefix,
+            image,
+            docker_host,
+            api_host_ip,
+            privileged: self.privileged.unwrap_or(true),
+        })
+    }
+}
+
+pub fn validate_image(image: &str) -> Result<()> {
+    if image.is_empty() || image.contains(char::is_whitespace) || image.contains('\0') {
+        return Err(Error::InvalidArgument(format!("image {image:?} is not a valid image reference")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults() {
+        let r = ClusterManagerConfig::default().resolve(env(&[("HOME", "/home/u")])).unwrap();
+        assert_eq!(r.provider, ProviderKind::K3d);
+        assert!(!r.container_mode);
+        assert_eq!(r.kubeconfig_dir, PathBuf::from("/home/u/.kube"));
+        assert_eq!(r.name_prefix, "kecs-");
+        assert_eq!(r.image, DEFAULT_K3S_IMAGE);
+        assert_eq!(r.api_host_ip.to_string(), "127.0.0.1");
+        assert!(r.privileged);
+    }
+
+    #[test]
+    fn environment_fills_unset_fields() {
+        let r = ClusterManagerConfig::default()
+            .resolve(env(&[
+                ("KECS_CLUSTER_PROVIDER", "kind"),
+                ("KECS_CONTAINER_MODE", "true"),
+                ("KECS_KUBECONFIG_PATH", "/data/kc"),
+                ("DOCKER_HOST", "tcp://127.0.0.1:2375"),
+            ]))
+            .unwrap();
+        assert_eq!(r.provider, ProviderKind::Kind);
+        assert!(r.container_mode);
+        assert_eq!(r.kubeconfig_dir, PathBuf::from("/data/kc"));
+        assert_eq!(r.docker_host.as_deref(), Some("tcp://127.0.0.1:2375"));
+        assert_eq!(r.image, DEFAULT_KIND_IMAGE);
+        let r = ClusterManagerConfig::default().resolve(env(&[("KECS_K3S_IMAGE", "x/y:z"), ("HOME", "/h")])).unwrap();
+        assert_eq!(r.image, "x/y:z");
+    }
+
+    #[test]
+    fn container_mode_default_dir_and_explicit_fields_win() {
+        let cfg = ClusterManagerConfig {
+            container_mode: Some(true),
+            provider: Some("k3d".into()),
+            ..Default::default()
+        };
+        let r = cfg.resolve(env(&[("KECS_CLUSTER_PROVIDER", "kind")])).unwrap();
+        assert_eq!(r.provider, ProviderKind::K3d);
+        assert_eq!(r.kubeconfig_dir, PathBuf::from(CONTAINER_MODE_KUBECONFIG_DIR));
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        let bad = [
+            r#"{"provider":"minikube"}"#,
+            r#"{"apiHostIp":"localhost"}"#,
+            r#"{"namePrefix":"Bad_"}"#,
+            r#"{"image":"a b"}"#,
+        ];
+        for json in bad {
+            let cfg = ClusterManagerConfig::from_json(json).unwrap();
+            assert!(cfg.resolve(env(&[("HOME", "/h")])).is_err(), "{json}");
+        }
+        let e = ClusterManagerConfig::from_json(r#"{"unknown":1}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown"), "{e}");
+    }
+}

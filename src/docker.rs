@@ -1,0 +1,279 @@
+//! Docker Engine access shared by the providers: connecting (API version
+//! negotiated once per client), label queries, removing objects, reading files out
+//! of containers through the archive API, making sure an image is present, and
+//! following a container's log stream to a line.
+
+use bollard::models::{ContainerInspectResponse, ContainerSummary};
+use bollard::query_parameters::{
+    CreateImageOptions, DownloadFromContainerOptions, InspectContainerOptions, ListContainersOptions,
+    ListVolumesOptions, LogsOptions, RemoveContainerOptions, RemoveVolumeOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use std::collections::{HashMap, VecDeque};
+use std::io::Read;
+use std::time::Duration;
+
+use crate::error::{is_docker_not_found, Error, Result};
+use crate::guard::Guard;
+
+/// How long connecting (and negotiating the API version) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const LOCAL_SOCKET: &str = "unix:///var/run/docker.sock";
+
+/// Connects to `host` (`unix://…`, `tcp://…`, `http://…`, or a socket path;
+/// default the local socket) and negotiates the API version with the engine, so
+/// older engines (Docker 20.10 speaks 1.41) and newer ones both work.
+pub async fn connect(host: Option<&str>) -> Result<Docker> {
+    let host = match host {
+        Some(h) if h.starts_with('/') => format!("unix://{h}"),
+        Some(h) => h.to_string(),
+        None => LOCAL_SOCKET.to_string(),
+    };
+    let unavailable = |detail: String| {
+        Error::DockerUnavailable(format!(
+            "cannot reach the Docker Engine at {host}: {detail} (is the daemon running? set dockerHost or DOCKER_HOST)"
+        ))
+    };
+    let docker = Docker::connect_with_host(&host).map_err(|e| unavailable(e.to_string()))?;
+    match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err(e)) => Err(unavailable(e.to_string())),
+        Err(_) => Err(unavailable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))),
+    }
+}
+
+/// `{"label": ["k=v", …]}` for Docker list filters.
+pub fn label_filter(labels: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
+    let mut f = HashMap::new();
+    f.insert("label".to_string(), labels.iter().map(|(k, v)| format!("{k}={v}")).collect());
+    f
+}
+
+/// All containers (running or not) carrying every one of `labels`: one API call.
+pub async fn containers_with_labels(docker: &Docker, labels: &[(&str, &str)]) -> Result<Vec<ContainerSummary>> {
+    let opts = ListContainersOptions {
+        all: true,
+        filters: Some(label_filter(labels)),
+        ..Default::default()
+    };
+    docker
+        .list_containers(Some(opts))
+        .await
+        .map_err(|e| Error::docker("listing containers", e))
+}
+
+/// A container's name without Docker's leading '/'.
+pub fn summary_name(c: &ContainerSummary) -> String {
+    c.names
+        .as_ref()
+        .and_then(|n| n.first())
+        .map(|n| n.trim_start_matches('/').to_string())
+        .unwrap_or_default()
+}
+
+pub fn summary_label<'a>(c: &'a ContainerSummary, key: &str) -> Option<&'a str> {
+    c.labels.as_ref()?.get(key).map(String::as_str)
+}
+
+/// Force-removes containers with their anonymous volumes, concurrently; a
+/// container that is already gone counts as removed.
+pub async fn remove_containers(docker: &Docker, names: &[String], guard: &Guard) -> Result<()> {
+    let removals = names.iter().map(|name| async move {
+        let opts = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+        match docker.remove_container(name, Some(opts)).await {
+            Ok(()) => {
+                guard.report(&format!("removed node {name}"));
+                Ok(())
+            }
+            Err(e) if is_docker_not_found(&e) => Ok(()),
+            // 409 "removal already in progress" (a concurrent delete): gone soon
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+            Err(e) => Err(Error::docker(format!("removing container {name}"), e)),
+        }
+    });
+    let results = futures_util::future::join_all(removals).await;
+    results.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
+}
+
+/// Removes every volume carrying all `labels` (used for the cluster's own volumes).
+pub async fn remove_volumes_with_labels(docker: &Docker, labels: &[(&str, &str)], guard: &Guard) -> Result<()> {
+    let opts = ListVolumesOptions { filters: Some(label_filter(labels)) };
+    let list = docker
+        .list_volumes(Some(opts))
+        .await
+        .map_err(|e| Error::docker("listing volumes", e))?;
+    for v in list.volumes.unwrap_or_default() {
+        match docker.remove_volume(&v.name, Some(RemoveVolumeOptions { force: true })).await {
+            Ok(()) => guard.report(&format!("removed volume {}", v.name)),
+            Err(e) if is_docker_not_found(&e) => {}
+            Err(e) => return Err(Error::docker(format!("removing volume {}", v.name), e)),
+        }
+    }
+    Ok(())
+}
+
+pub async fn inspect(docker: &Docker, container: &str) -> Result<ContainerInspectResponse> {
+    docker
+        .inspect_container(container, None::<InspectContainerOptions>)
+        .await
+        .map_err(|e| Error::docker(format!("inspecting container {container}"), e))
+}
+
+/// The host port Docker bound for `port` (e.g. "6443/tcp") of a started container.
+pub fn published_port(info: &ContainerInspectResponse, port: &str) -> Option<u16> {
+    info.network_settings
+        .as_ref()?
+        .ports
+        .as_ref()?
+        .get(port)?
+        .as_ref()?
+        .iter()
+        .find_map(|b| b.host_port.as_deref()?.parse().ok())
+}
+
+/// Reads one file out of a container through the archive API (a tar stream).
+pub async fn read_file(docker: &Docker, container: &str, path: &str) -> Result<Vec<u8>> {
+    let opts = DownloadFromContainerOptions { path: path.to_string() };
+    let mut stream = docker.download_from_container(container, Some(opts));
+    let mut tarball = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Error::docker(format!("copying {path} out of {container}"), e))?;
+        tarball.extend_from_slice(&chunk);
+    }
+    let mut archive = tar::Archive::new(tarball.as_slice());
+    let entries = archive
+        .entries()
+        .map_err(|e| Error::io(format!("reading the archive of {path} from {container}"), e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| Error::io(format!("reading the archive of {path} from {container}"), e))?;
+        if entry.header().entry_type().is_file() {
+            let mut out = Vec::new();
+            entry
+                .read_to_end(&mut out)
+                .map_err(|e| Error::io(format!("reading {path} from {container}"), e))?;
+            return Ok(out);
+        }
+    }
+    Err(Error::NotFound(format!("{path} in container {container} is not a regular file")))
+}
+
+/// Makes sure `image` is present: used as is when local, else pulled. Fails with
+/// ImageUnavailable before anything of the cluster exists.
+pub async fn ensure_image(docker: &Docker, image: &str, guard: &Guard) -> Result<()> {
+    match docker.inspect_image(image).await {
+        Ok(_) => return Ok(()),
+        Err(e) if is_docker_not_found(&e) => {}
+        Err(e) => return Err(Error::docker(format!("inspecting image {image}"), e)),
+    }
+    guard.report(&format!("pulling image {image}"));
+    let opts = CreateImageOptions { from_image: Some(image.to_string()), ..Default::default() };
+    let pull = async {
+        let mut stream = docker.create_image(Some(opts), None, None);
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                        return Err(err);
+                    }
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(())
+    };
+    let pulled = guard.wait("pulling the image", async { Ok(pull.await) }).await?;
+    let unavailable = |why: String| {
+        Error::ImageUnavailable(format!(
+            "image {image} is not present locally and could not be pulled: {why} (load it with `docker load` or choose another image)"
+        ))
+    };
+    pulled.map_err(unavailable)?;
+    match docker.inspect_image(image).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(unavailable(e.to_string())),
+    }
+}
+
+/// How a log wait ended without the line.
+fn exit_description(info: &ContainerInspectResponse) -> String {
+    let state = info.state.as_ref();
+    let status = state
+        .and_then(|s| s.status)
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let code = state.and_then(|s| s.exit_code).unwrap_or(-1);
+    let err = state.and_then(|s| s.error.clone()).filter(|e| !e.is_empty());
+    match err {
+        Some(e) => format!("status {status}, exit code {code}, error {e:?}"),
+        None => format!("status {status}, exit code {code}"),
+    }
+}
+
+/// Follows `container`'s (demultiplexed) log stream from `since` (Unix seconds,
+/// 0 = from the start) until a line contains one of `needles` (case-insensitive,
+/// as k3d matches). A stream that ends first means the node stopped: the error
+/// gives its exit code and last log lines.
+pub async fn wait_for_log_line(docker: &Docker, container: &str, needles: &[&str], since: i64) -> Result<String> {
+    let needles: Vec<String> = needles.iter().map(|n| n.to_lowercase()).collect();
+    let opts = LogsOptions {
+        follow: true,
+        stdout: true,
+        stderr: true,
+        since: since.clamp(0, i32::MAX as i64) as i32,
+        ..Default::default()
+    };
+    let mut stream = docker.logs(container, Some(opts));
+    let mut pending = String::new();
+    let mut tail: VecDeque<String> = VecDeque::new();
+    let check_line = |line: &str, tail: &mut VecDeque<String>| -> bool {
+        let lower = line.to_lowercase();
+        if needles.iter().any(|n| lower.contains(n.as_str())) {
+            return true;
+        }
+        if tail.len() == 5 {
+            tail.pop_front();
+        }
+        tail.push_back(line.trim_end().to_string());
+        false
+    };
+    while let Some(item) = stream.next().await {
+        let out = item.map_err(|e| Error::docker(format!("following the log of {container}"), e))?;
+        pending.push_str(&String::from_utf8_lossy(&out.into_bytes()));
+        while let Some(pos) = pending.find('\n') {
+            let line: String = pending.drain(..=pos).collect();
+            if check_line(&line, &mut tail) {
+                return Ok(line.trim_end().to_string());
+            }
+        }
+    }
+    if !pending.is_empty() && check_line(&pending.clone(), &mut tail) {
+        return Ok(pending.trim_end().to_string());
+    }
+    let how = match inspect(docker, container).await {
+        Ok(info) => exit_description(&info),
+        Err(e) => e.to_string(),
+    };
+    let last = if tail.is_empty() {
+        "no log output".to_string()
+    } else {
+        format!("last log lines: {}", Vec::from(tail).join(" | "))
+    };
+    Err(Error::Internal(format!(
+        "node {container} stopped before it was ready ({how}); {last}"
+    )))
+}
+
+/// The container this process runs in, when it runs in one we can identify
+/// (Docker sets the hostname to the short container ID).
+pub async fn self_container(docker: &Docker) -> Option<String> {
+    if !std::path::Path::new("/.dockerenv").exists() {
+        return None;
+    }
+    let hostname = std::fs::read_to_string("/etc/hostname").ok()?.trim().to_string();
+    if hostname.is_empty() {
+        return None;
+    }
+    let info = docker.inspect_container(&hostname, None::<InspectContainerOptions>).await.ok()?;
+    info.id
+}

@@ -1,0 +1,231 @@
+//! `kecs-cluster`: the library's API on the command line.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kecs_cluster::{ClusterInfo, ClusterManager, ClusterManagerConfig, CreateOptions, PortMapping};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "kecs-cluster", version, about = "Create, delete and inspect local Kubernetes clusters in Docker (k3d-style k3s nodes)")]
+struct Cli {
+    /// Node image (default: $KECS_K3S_IMAGE, else rancher/k3s:v1.31.4-k3s1).
+    #[arg(long, global = true)]
+    image: Option<String>,
+    /// Run nodes unprivileged (k3s normally needs privileged containers).
+    #[arg(long, global = true)]
+    no_privileged: bool,
+    /// Provider: k3d or kind (default: $KECS_CLUSTER_PROVIDER, else k3d).
+    #[arg(long, global = true)]
+    provider: Option<String>,
+    /// Directory for kubeconfig files (default: $KECS_KUBECONFIG_PATH, else ~/.kube).
+    #[arg(long, global = true)]
+    kubeconfig_dir: Option<String>,
+    /// Cluster name prefix (default "kecs-").
+    #[arg(long, global = true)]
+    prefix: Option<String>,
+    /// Do not print progress on stderr.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a cluster and wait until it is ready.
+    Create {
+        name: String,
+        #[arg(long, default_value_t = 1)]
+        servers: u32,
+        #[arg(long, default_value_t = 0)]
+        agents: u32,
+        /// K=V, set on every node (repeatable).
+        #[arg(long = "env", short = 'e')]
+        env: Vec<String>,
+        /// HOSTPORT:CONTAINERPORT[/PROTO][@server:0|@agent:N] (repeatable).
+        #[arg(long = "port", short = 'p')]
+        ports: Vec<String>,
+        /// k3s argument, optionally with a node filter (`--disable=traefik@server:*`).
+        #[arg(long = "k3s-arg")]
+        k3s_args: Vec<String>,
+        /// Host port for the API (0: Docker picks one).
+        #[arg(long, default_value_t = 0)]
+        api_port: u16,
+        #[arg(long, default_value = "120s", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Return once server-0 is up, without waiting for every node.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Delete a cluster (nothing to do is not an error).
+    Delete { name: String },
+    /// Exit 0 if the cluster exists, 1 if not.
+    Exists { name: String },
+    /// List clusters.
+    List {
+        #[arg(short, long, default_value = "table")]
+        output: String,
+    },
+    /// Show one cluster.
+    Info {
+        name: String,
+        #[arg(short, long, default_value = "table")]
+        output: String,
+    },
+    /// Print the cluster's kubeconfig (YAML) on stdout.
+    Kubeconfig { name: String },
+    /// Wait until an existing cluster is ready.
+    Wait {
+        name: String,
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}: use e.g. 90s, 2m, 500ms"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?}: use ms, s, m or h")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_port(spec: &str) -> Result<PortMapping, String> {
+    let (ports, node) = match spec.split_once('@') {
+        Some((p, n)) => (p, Some(n.to_string())),
+        None => (spec, None),
+    };
+    let (ports, protocol) = match ports.split_once('/') {
+        Some((p, proto)) => (p, Some(proto.to_string())),
+        None => (ports, None),
+    };
+    let err = || format!("invalid --port {spec:?}: use HOSTPORT:CONTAINERPORT[/PROTO][@server:0]");
+    let (host, container) = ports.split_once(':').ok_or_else(err)?;
+    Ok(PortMapping {
+        host_port: host.parse().map_err(|_| err())?,
+        container_port: container.parse().map_err(|_| err())?,
+        protocol,
+        host_ip: None,
+        node,
+    })
+}
+
+fn print_table(clusters: &[ClusterInfo]) {
+    println!("{:<34} {:<9} {:>7} {:>6}  API", "NAME", "STATUS", "SERVERS", "AGENTS");
+    for c in clusters {
+        let count = |role: &str| c.nodes.iter().filter(|n| n.role == role).count();
+        let api = if c.api_port != 0 { format!("{}:{}", c.api_host, c.api_port) } else { "-".into() };
+        println!("{:<34} {:<9} {:>7} {:>6}  {api}", c.name, c.status, count("server"), count("agent"));
+    }
+}
+
+fn print_info(c: &ClusterInfo) {
+    println!("name:        {}", c.name);
+    println!("status:      {}", c.status);
+    println!("provider:    {}", c.provider);
+    println!("version:     {}", if c.version.is_empty() { "-" } else { &c.version });
+    println!("api:         {}:{}", c.api_host, c.api_port);
+    println!("kubeconfig:  {}", c.kubeconfig_path);
+    println!("nodes:");
+    for n in &c.nodes {
+        println!("  {:<40} {:<8} {}", n.name, n.role, n.state);
+    }
+}
+
+async fn run(cli: Cli, cancel: CancellationToken) -> Result<ExitCode, kecs_cluster::Error> {
+    let config = ClusterManagerConfig {
+        provider: cli.provider,
+        image: cli.image,
+        privileged: cli.no_privileged.then_some(false),
+        kubeconfig_path: cli.kubeconfig_dir,
+        name_prefix: cli.prefix,
+        ..Default::default()
+    };
+    let mut manager = ClusterManager::new(&config)?;
+    if !cli.quiet {
+        manager = manager.with_reporter(Arc::new(|t: Duration, msg: &str| eprintln!("[{:>6.2}s] {msg}", t.as_secs_f64())));
+    }
+    let bad = |m: String| kecs_cluster::Error::InvalidArgument(m);
+    match cli.command {
+        Command::Create { name, servers, agents, env, ports, k3s_args, api_port, timeout, no_wait } => {
+            let env = env
+                .iter()
+                .map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| bad(format!("invalid --env {kv:?}: use K=V"))))
+                .collect::<Result<_, _>>()?;
+            let ports = ports.iter().map(|p| parse_port(p).map_err(bad)).collect::<Result<_, _>>()?;
+            let opts = CreateOptions {
+                servers,
+                agents,
+                env,
+                ports,
+                k3s_args,
+                api_port,
+                wait_ready: !no_wait,
+                timeout_ms: timeout.as_millis() as u64,
+                ..Default::default()
+            };
+            let info = manager.create(&name, &opts, &cancel).await?;
+            if !cli.quiet {
+                eprintln!("cluster {} is {}; kubeconfig: {}", info.name, info.status, info.kubeconfig_path);
+            }
+        }
+        Command::Delete { name } => manager.delete(&name, &cancel).await?,
+        Command::Exists { name } => {
+            return Ok(if manager.exists(&name, &cancel).await? { ExitCode::SUCCESS } else { ExitCode::from(1) });
+        }
+        Command::List { output } => {
+            let list = manager.list(&cancel).await?;
+            match output.as_str() {
+                "json" => println!("{}", serde_json::to_string_pretty(&list).expect("serialisable")),
+                "table" => print_table(&list),
+                o => return Err(bad(format!("unknown output format {o:?}: use table or json"))),
+            }
+        }
+        Command::Info { name, output } => {
+            let info = manager.info(&name, &cancel).await?;
+            match output.as_str() {
+                "json" => println!("{}", serde_json::to_string_pretty(&info).expect("serialisable")),
+                "table" => print_info(&info),
+                o => return Err(bad(format!("unknown output format {o:?}: use table or json"))),
+            }
+        }
+        Command::Kubeconfig { name } => print!("{}", manager.kubeconfig(&name, &cancel).await?),
+        Command::Wait { name, timeout } => manager.wait_ready(&name, timeout, &cancel).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    rt.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted: cancelling (a create in progress is rolled back)");
+            on_signal.cancel();
+        }
+    });
+    match rt.block_on(run(cli, cancel)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! The facade callers use: owns the resolved configuration and one Docker client
+//! (connected lazily, API version negotiated once), normalises and validates
+//! names before any Docker call, serialises operations on the same cluster,
+//! writes and removes kubeconfig files, and dispatches to the provider.
+
+use bollard::Docker;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ClusterManagerConfig, ResolvedConfig};
+use crate::docker;
+use crate::error::{Error, Result};
+use crate::guard::{Guard, Reporter};
+use crate::kubeconfig;
+use crate::names;
+use crate::options::CreateOptions;
+use crate::provider::query::reachable_kubeconfig;
+use crate::provider::{AnyProvider, ClusterInfo, Kubeconfigs, Provider, ProviderCtx};
+use crate::readiness;
+
+/// Upper bound for delete (and for the rollback a failed create runs).
+const DELETE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long `info` waits for the API server's /version before leaving it empty.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct ClusterManager {
+    config: ResolvedConfig,
+    provider: AnyProvider,
+    docker: OnceCell<Docker>,
+    self_container: OnceCell<Option<String>>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    reporter: Option<Reporter>,
+}
+
+impl ClusterManager {
+    /// Resolves `config` against the process environment. Makes no Docker call:
+    /// the engine is contacted on first use.
+    pub fn new(config: &ClusterManagerConfig) -> Result<ClusterManager> {
+        Self::with_env(config, |k| std::env::var(k).ok())
+    }
+
+    pub fn with_env(config: &ClusterManagerConfig, env: impl Fn(&str) -> Option<String>) -> Result<ClusterManager> {
+        let config = config.resolve(env)?;
+        let provider = AnyProvider::for_kind(config.provider)?;
+        Ok(ClusterManager {
+            config,
+            provider,
+            docker: OnceCell::new(),
+            self_container: OnceCell::new(),
+            locks: Mutex::new(HashMap::new()),
+            reporter: None,
+        })
+    }
+
+    /// Reports each step of create and delete (the CLI prints them).
+    pub fn with_reporter(mut self, reporter: Reporter) -> ClusterManager {
+        self.reporter = Some(reporter);
+        self
+    }
+
+    pub fn config(&self) -> &ResolvedConfig {
+        &self.config
+    }
+
+    /// The full cluster name for `name` (prefix added once), validated.
+    pub fn cluster_name(&self, name: &str) -> Result<String> {
+        names::cluster_name(&self.config.name_prefix, name)
+    }
+
+    /// `<kubeconfigPath>/<cluster>.config`; pure, no Docker call.
+    pub fn kubeconfig_path(&self, name: &str) -> Result<PathBuf> {
+        let cluster = self.cluster_name(name)?;
+        Ok(self.config.kubeconfig_dir.join(format!("{cluster}.config")))
+    }
+
+    fn host_kubeconfig_path(&self, cluster: &str) -> PathBuf {
+        self.config.kubeconfig_dir.join(format!("{cluster}.host.config"))
+    }
+
+    fn lock_for(&self, cluster: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(cluster.to_string()).or_default().clone()
+    }
+
+    async fn docker(&self, guard: &Guard) -> Result<&Docker> {
+        let host = self.config.docker_host.clone();
+        guard
+            .wait("connecting to the Docker Engine", async {
+                self.docker.get_or_try_init(|| docker::connect(host.as_deref())).await
+            })
+            .await
+    }
+
+    async fn ctx<'a>(&'a self, docker: &'a Docker) -> ProviderCtx<'a> {
+        let me = if self.config.container_mode {
+            self.self_container.get_or_init(|| docker::self_container(docker)).await.as_deref()
+        } else {
+            None
+        };
+        ProviderCtx { docker, config: &self.config, self_container: me }
+    }
+
+    fn guard(&self, subject: &str, cancel: &CancellationToken, timeout: Option<Duration>) -> Guard {
+        Guard::new(subject, cancel.clone(), timeout, self.reporter.clone())
+    }
+
+    /// Creates the cluster and waits until it is ready; an existing cluster is
+    /// returned as it is (idempotent, as in KECS). On failure nothing remains.
+    pub async fn create(&self, name: &str, options: &CreateOptions, cancel: &CancellationToken) -> Result<ClusterInfo> {
+        let cluster = self.cluster_name(name)?;
+        let plan = options.validate(&self.config.image)?;
+        let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(plan.timeout));
+        let lock = self.lock_for(&cluster);
+        let _held = guard.wait("waiting for another operation on the same cluster", async { Ok(lock.lock().await) }).await?;
+        let docker = self.docker(&guard).await?;
+        let cx = self.ctx(docker).await;
+        guard.check("checking whether the cluster exists")?;
+        if self.provider.exists(&cx, &cluster).await? {
+            guard.report(&format!("cluster {cluster} already exists"));
+            return self.info_in(&cx, &cluster).await;
+        }
+        let kcs = self.provider.create(&cx, &cluster, &plan, &guard).await?;
+        if let Err(err) = self.write_kubeconfigs(&cluster, &kcs, &guard) {
+            let rb = Guard::uncancellable(format!("rolling back cluster {cluster}"), DELETE_TIMEOUT, self.reporter.clone());
+            self.remove_kubeconfigs(&cluster);
+            if let Err(rb_err) = self.provider.delete(&cx, &cluster, &rb).await {
+                return Err(Error::Internal(format!("{err}; rolling back also failed, objects may remain: {rb_err}")));
+            }
+            return Err(err);
+        }
+        self.info_in(&cx, &cluster).await
+    }
+
+    fn write_kubeconfigs(&self, cluster: &str, kcs: &Kubeconfigs, guard: &Guard) -> Result<()> {
+        let main = self.config.kubeconfig_dir.join(format!("{cluster}.config"));
+        if self.config.container_mode {
+            kubeconfig::write_atomic(&main, &kcs.internal)?;
+            kubeconfig::write_atomic(&self.host_kubeconfig_path(cluster), &kcs.host)?;
+        } else {
+            kubeconfig::write_atomic(&main, &kcs.host)?;
+        }
+        guard.report(&format!("wrote kubeconfig {}", main.display()));
+        Ok(())
+    }
+
+    /// Removes our kubeconfig files for `cluster`; never anything else (a file
+    /// whose clusters do not include ours is left alone).
+    fn remove_kubeconfigs(&self, cluster: &str) -> Vec<Error> {
+        let entry = self.provider.kubeconfig_cluster_entry(cluster);
+        let main = self.config.kubeconfig_dir.join(format!("{cluster}.config"));
+        [main, self.host_kubeconfig_path(cluster)]
+            .iter()
+            .filter_map(|p| kubeconfig::remove_if_ours(p, &entry).err())
+            .collect()
+    }
+
+    /// Deletes the cluster and our kubeconfig files; a missing cluster is fine.
+    pub async fn delete(&self, name: &str, cancel: &CancellationToken) -> Result<()> {
+        let cluster = self.cluster_name(name)?;
+        let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(DELETE_TIMEOUT));
+        let lock = self.lock_for(&cluster);
+        let _held = guard.wait("waiting for another operation on the same cluster", async { Ok(lock.lock().await) }).await?;
+        let docker = self.docker(&guard).await?;
+        let cx = self.ctx(docker).await;
+        guard.check("deleting the cluster")?;
+        let removed = self.provider.delete(&cx, &cluster, &guard).await?;
+        if let Some(e) = self.remove_kubeconfigs(&cluster).into_iter().next() {
+            return Err(e.context(format!("cluster {cluster}")));
+        }
+        if !removed {
+            guard.report(&format!("cluster {cluster} did not exist"));
+        }
+        Ok(())
+    }
+
+    pub async fn exists(&self, name: &str, cancel: &CancellationToken) -> Result<bool> {
+        let cluster = self.cluster_name(name)?;
+        let guard = self.guard(&format!("cluster {cluster}"), cancel, None);
+        let docker = self.docker(&guard).await?;
+        let cx = self.ctx(docker).await;
+        guard.wait("checking whether the cluster exists", self.provider.exists(&cx, &cluster)).await
+    }
+
+    /// Waits until an existing cluster's nodes are ready, at most `timeout`.
+    pub async fn wait_ready(&self, name: &str, timeout: Duration, cancel: &CancellationToken) -> Result<()> {
+        let cluster = self.cluster_name(name)?;
+        let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(timeout));
+        let docker = self.docker(&guard).await?;
+        let cx = self.ctx(docker).await;
+        self.provider.wait_ready(&cx, &cluster, &guard).await
+    }
+
+    /// The cluster's kubeconfig as YAML: node names on the cluster network in
+    /// container mode, the published host port otherwise.
+    pub async fn kubeconfig(&self, name: &str, cancel: &CancellationToken) -> Result<String> {
+        let cluster = self.cluster_name(name)?;
+        let guard = self.guard(&format!("cluster {cluster}"), cancel, None);
+        let docker = self.docker(&guard).await?;
+        let cx = self.ctx(docker).await;
+        if !guard.wait("looking up the cluster", self.provider.exists(&cx, &cluster)).await? {
+            return Err(not_found(&cluster));
+        }
+        let kcs = guard.wait("reading the kubeconfig", self.provider.kubeconfig(&cx, &cluster)).await?;
+        Ok(if self.config.container_mode { kcs.internal } else { kcs.host })
+    }
+
+    pub async fn info(&self, name: &str, cancel: &CancellationToken) -> Result<ClusterInfo> {
+        let cluster = self.cluster_name(name)?;
+        let guard = self.guard(&format!("cluster {cluster}"), cancel, None);
+        let docker = self.docker(&guard).await?;
+        let cx = self.ctx(docker).await;
+        guard.wait("reading cluster info", self.info_in(&cx, &cluster)).await
+    }
+
+    async fn info_in(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<ClusterInfo> {
+        let mut info = self.provider.info(cx, cluster).await?.ok_or_else(|| not_found(cluster))?;
+        info.kubeconfig_path = self.config.kubeconfig_dir.join(format!("{cluster}.config")).display().to_string();
+        if info.status == "running" {
+            if let Ok(kcs) = self.provider.kubeconfig(cx, cluster).await {
+                let reach = reachable_kubeconfig(cx, &self.provider.network_name(cluster), &kcs).await;
+                if let Ok(v) = readiness::server_version(reach, VERSION_TIMEOUT).await {
+                    info.version = v;
+                }
+            }
+        }
+        Ok(info)
+    }
+
+    /// Clusters of this provider whose names start with the configured prefix.
+    pub async fn list(&self, cancel: &CancellationToken) -> Result<Vec<ClusterInfo>> {
+        let guard = self.guard("listing clusters", cancel, None);
+        let docker = self.docker(&guard).await?;
+        let cx = self.ctx(docker).await;
+        let mut list = guard.wait("listing clusters", self.provider.list(&cx)).await?;
+        for c in &mut list {
+            c.kubeconfig_path = self.config.kubeconfig_dir.join(format!("{}.config", c.name)).display().to_string();
+        }
+        Ok(list)
+    }
+}
+
+fn not_found(cluster: &str) -> Error {
+    Error::NotFound(format!("cluster {cluster} does not exist"))
+}

@@ -1,0 +1,283 @@
+//! The k3d provider: k3s nodes in Docker exactly as k3d makes them (names, labels,
+//! env, network, image volume), so `k3d cluster list` and
+//! `docker ps --filter label=app=k3d` see our clusters. No load balancer and no
+//! tools container: nodes are reached directly.
+
+mod create;
+pub mod spec;
+
+use bollard::models::ContainerSummary;
+use bollard::query_parameters::InspectNetworkOptions;
+use std::collections::BTreeMap;
+
+use super::query::{cluster_info, node_summary, reachable_kubeconfig};
+use super::{ClusterInfo, Kubeconfigs, Provider, ProviderCtx};
+use crate::config::ProviderKind;
+use crate::docker::{self, summary_label, summary_name};
+use crate::error::{is_docker_not_found, Error, Result};
+use crate::guard::Guard;
+use crate::kubeconfig::{self, EntryNames};
+use crate::options::CreatePlan;
+use crate::readiness;
+
+pub struct K3dProvider;
+
+/// Log lines that mean a node is ready (k3d's `ReadyLogMessagesByRoleAndIntent`).
+pub const SERVER_READY: &str = "k3s is up and running";
+pub const AGENT_READY: &str = "Successfully registered node";
+
+pub fn ready_line(role: &str) -> &'static str {
+    if role == "agent" {
+        AGENT_READY
+    } else {
+        SERVER_READY
+    }
+}
+
+fn cluster_labels(cluster: &str) -> [(&str, &str); 2] {
+    [("app", "k3d"), ("k3d.cluster", cluster)]
+}
+
+/// The cluster's server and agent containers (other k3d roles are ignored).
+async fn node_containers(cx: &ProviderCtx<'_>, cluster: &str) -> Result<Vec<ContainerSummary>> {
+    let all = docker::containers_with_labels(cx.docker, &cluster_labels(cluster)).await?;
+    Ok(all
+        .into_iter()
+        .filter(|c| matches!(summary_label(c, "k3d.role"), Some("server" | "agent")))
+        .collect())
+}
+
+fn entry_names(cluster: &str) -> EntryNames {
+    EntryNames {
+        cluster: spec::context_name(cluster),
+        context: spec::context_name(cluster),
+        user: spec::user_name(cluster),
+    }
+}
+
+/// `https://<host>:<port>` for the API as published on the Docker host.
+pub fn host_url(cx: &ProviderCtx<'_>, port: u16) -> String {
+    let ip = cx.config.api_host_ip;
+    let host = if ip.is_unspecified() {
+        cx.config.host_address.clone().unwrap_or_else(|| "127.0.0.1".into())
+    } else if ip.is_ipv6() {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    };
+    format!("https://{host}:{port}")
+}
+
+/// Reads the kubeconfig k3s wrote in `server` and rewrites it for both uses.
+async fn read_kubeconfigs(cx: &ProviderCtx<'_>, cluster: &str, server: &str) -> Result<Kubeconfigs> {
+    let info = docker::inspect(cx.docker, server).await?;
+    let port = docker::published_port(&info, spec::API_PORT).ok_or_else(|| {
+        Error::NotFound(format!(
+            "cluster {cluster}: node {server} has no published API port (is it running?)"
+        ))
+    })?;
+    let raw = docker::read_file(cx.docker, server, spec::KUBECONFIG_OUTPUT)
+        .await
+        .map_err(|e| e.context(format!("cluster {cluster}: reading the kubeconfig of {server}")))?;
+    let raw = String::from_utf8(raw)
+        .map_err(|_| Error::Internal(format!("cluster {cluster}: the kubeconfig in {server} is not UTF-8")))?;
+    let names = entry_names(cluster);
+    Ok(Kubeconfigs {
+        host: kubeconfig::rewrite(&raw, &names, &host_url(cx, port))?,
+        internal: kubeconfig::rewrite(&raw, &names, &spec::internal_url(cluster))?,
+    })
+}
+
+/// Removes the cluster's containers, its network (only when we created it for
+/// this cluster and nothing else holds it) and its labelled volumes.
+pub(crate) async fn remove_objects(cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
+    let containers = docker::containers_with_labels(cx.docker, &cluster_labels(cluster)).await?;
+    let external = containers
+        .iter()
+        .any(|c| summary_label(c, "k3d.cluster.network.external") == Some("true"));
+    let names: Vec<String> = containers.iter().map(summary_name).collect();
+    docker::remove_containers(cx.docker, &names, guard)
+        .await
+        .map_err(|e| e.context(format!("deleting cluster {cluster}")))?;
+    let mut removed_any = !names.is_empty();
+    if !external {
+        removed_any |= remove_owned_network(cx, cluster, guard).await?;
+    }
+    docker::remove_volumes_with_labels(cx.docker, &cluster_labels(cluster), guard)
+        .await
+        .map_err(|e| e.context(format!("deleting cluster {cluster}")))?;
+    Ok(removed_any)
+}
+
+async fn remove_owned_network(cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
+    let net = spec::network_name(cluster);
+    let info = match cx.docker.inspect_network(&net, None::<InspectNetworkOptions>).await {
+        Ok(i) => i,
+        Err(e) if is_docker_not_found(&e) => return Ok(false),
+        Err(e) => return Err(Error::docker(format!("deleting cluster {cluster}: inspecting network {net}"), e)),
+    };
+    let ours = info.labels.as_ref().and_then(|l| l.get("k3d.cluster")).map(String::as_str) == Some(cluster);
+    if !ours {
+        return Ok(false);
+    }
+    // In container mode we joined the network ourselves: leave it first.
+    if let Some(me) = cx.self_container {
+        let attached = info.containers.as_ref().is_some_and(|m| m.contains_key(me));
+        if attached {
+            let req = bollard::models::NetworkDisconnectRequest { container: me.to_string(), force: Some(true) };
+            let _ = cx.docker.disconnect_network(&net, req).await;
+        }
+    }
+    match cx.docker.remove_network(&net).await {
+        Ok(()) => {
+            guard.report(&format!("removed network {net}"));
+            Ok(true)
+        }
+        Err(e) if is_docker_not_found(&e) => Ok(false),
+        Err(e) => Err(Error::docker(
+            format!("deleting cluster {cluster}: removing network {net} (is another container still attached?)"),
+            e,
+        )),
+    }
+}
+
+impl Provider for K3dProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::K3d
+    }
+
+    fn network_name(&self, cluster: &str) -> String {
+        spec::network_name(cluster)
+    }
+
+    fn kubeconfig_cluster_entry(&self, cluster: &str) -> String {
+        spec::context_name(cluster)
+    }
+
+    async fn create(&self, cx: &ProviderCtx<'_>, cluster: &str, plan: &CreatePlan, guard: &Guard) -> Result<Kubeconfigs> {
+        create::create(cx, cluster, plan, guard).await
+    }
+
+    async fn delete(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
+        remove_objects(cx, cluster, guard).await
+    }
+
+    async fn exists(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<bool> {
+        Ok(!docker::containers_with_labels(cx.docker, &cluster_labels(cluster)).await?.is_empty())
+    }
+
+    async fn kubeconfig(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<Kubeconfigs> {
+        let nodes = node_containers(cx, cluster).await?;
+        let server = server0(&nodes, cluster)?;
+        read_kubeconfigs(cx, cluster, &server).await
+    }
+
+    async fn info(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<Option<ClusterInfo>> {
+        let nodes = node_containers(cx, cluster).await?;
+        if nodes.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(info_from(cluster, &nodes)))
+    }
+
+    async fn list(&self, cx: &ProviderCtx<'_>) -> Result<Vec<ClusterInfo>> {
+        let all = docker::containers_with_labels(cx.docker, &[("app", "k3d")]).await?;
+        let mut by_cluster: BTreeMap<String, Vec<ContainerSummary>> = BTreeMap::new();
+        for c in all {
+            let (Some(cluster), Some("server" | "agent")) = (summary_label(&c, "k3d.cluster"), summary_label(&c, "k3d.role")) else {
+                continue;
+            };
+            if cluster.starts_with(&cx.config.name_prefix) {
+                by_cluster.entry(cluster.to_string()).or_default().push(c);
+            }
+        }
+        Ok(by_cluster.iter().map(|(name, nodes)| info_from(name, nodes)).collect())
+    }
+
+    async fn wait_ready(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<()> {
+        let nodes = node_containers(cx, cluster).await?;
+        if nodes.is_empty() {
+            return Err(Error::NotFound(format!("cluster {cluster} does not exist")));
+        }
+        let waits = nodes.iter().map(|n| async move {
+            let name = summary_name(n);
+            let role = summary_label(n, "k3d.role").unwrap_or("server");
+            let info = docker::inspect(cx.docker, &name).await?;
+            let state = info.state.as_ref();
+            if !state.and_then(|s| s.running).unwrap_or(false) {
+                return Err(Error::Internal(format!("cluster {cluster}: node {name} is not running")));
+            }
+            // k3d follows the log from the node's start, truncated to whole seconds
+            let since = state
+                .and_then(|s| s.started_at.as_deref())
+                .and_then(unix_seconds)
+                .unwrap_or(0);
+            let step = format!("waiting for node {name} to log {:?}", ready_line(role));
+            guard
+                .wait(&step, docker::wait_for_log_line(cx.docker, &name, &[ready_line(role)], since))
+                .await
+                .map(|_| ())
+        });
+        futures_util::future::try_join_all(waits).await?;
+        let kcs = self.kubeconfig(cx, cluster).await?;
+        let reach = reachable_kubeconfig(cx, &spec::network_name(cluster), &kcs).await;
+        readiness::wait_nodes_ready(reach, nodes.len(), guard)
+            .await
+            .map_err(|e| e.context(format!("cluster {cluster}")))
+    }
+}
+
+fn server0(nodes: &[ContainerSummary], cluster: &str) -> Result<String> {
+    let wanted = spec::node_name(cluster, spec::SERVER0);
+    nodes
+        .iter()
+        .map(summary_name)
+        .find(|n| *n == wanted)
+        .or_else(|| {
+            nodes
+                .iter()
+                .find(|c| summary_label(c, "k3d.role") == Some("server"))
+                .map(summary_name)
+        })
+        .ok_or_else(|| Error::NotFound(format!("cluster {cluster} does not exist (no server node found)")))
+}
+
+fn info_from(cluster: &str, nodes: &[ContainerSummary]) -> ClusterInfo {
+    let summaries = nodes
+        .iter()
+        .map(|c| node_summary(c, summary_label(c, "k3d.role").unwrap_or(""), 6443))
+        .collect();
+    let mut metadata = BTreeMap::new();
+    if let Some(net) = nodes.first().and_then(|c| summary_label(c, "k3d.cluster.network")) {
+        metadata.insert("network".to_string(), net.to_string());
+    }
+    cluster_info("k3d", cluster, summaries, metadata)
+}
+
+/// `2026-11-26T08:00:00.123456789Z` → whole Unix seconds.
+pub fn unix_seconds(rfc3339: &str) -> Option<i64> {
+    let (date, time) = rfc3339.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut t = time.get(..8)?.split(':').map(|p| p.parse::<i64>());
+    let (hh, mm, ss) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    // days from civil (Howard Hinnant)
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_docker_timestamps() {
+        assert_eq!(super::unix_seconds("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(super::unix_seconds("2026-11-26T04:00:00.5Z"), Some(1_795_665_600));
+        assert_eq!(super::unix_seconds("garbage"), None);
+    }
+}

@@ -1,0 +1,147 @@
+//! Providers turn the manager's requests into Docker objects of one flavour:
+//! k3d-style k3s nodes (`k3d`) or kind-style Kubernetes nodes (`kind`). Each
+//! owns its naming, labels, start sequence and readiness lines; the manager owns
+//! names, kubeconfig files and locking.
+
+pub mod k3d;
+pub mod query;
+
+use bollard::Docker;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use crate::config::{ProviderKind, ResolvedConfig};
+use crate::error::Result;
+use crate::guard::Guard;
+use crate::options::CreatePlan;
+
+/// What a provider needs from the manager for one call.
+pub struct ProviderCtx<'a> {
+    pub docker: &'a Docker,
+    pub config: &'a ResolvedConfig,
+    /// The container this process runs in, if it runs in one (container mode).
+    pub self_container: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeInfo {
+    pub name: String,
+    /// "server" or "agent" (k3d); "control-plane" or "worker" (kind).
+    pub role: String,
+    /// Docker's container state: running, exited, restarting, created…
+    pub state: String,
+}
+
+/// One cluster as seen from Docker (and, for `info`, from its API server).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterInfo {
+    pub name: String,
+    /// "running" (every node running), "stopped" (none), or "degraded".
+    pub status: String,
+    pub provider: String,
+    pub node_count: usize,
+    /// The API server's gitVersion when it answered, else empty.
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    pub kubeconfig_path: String,
+    #[serde(default)]
+    pub api_host: String,
+    #[serde(default)]
+    pub api_port: u16,
+    #[serde(default)]
+    pub nodes: Vec<NodeInfo>,
+}
+
+/// A cluster's kubeconfig for the two places it is used from.
+#[derive(Debug, Clone)]
+pub struct Kubeconfigs {
+    /// Server `https://<apiHostIp>:<published port>`: for the Docker host.
+    pub host: String,
+    /// Server `https://<server node>:6443`: for containers on the cluster network.
+    pub internal: String,
+}
+
+/// The operations every provider implements. Implementations roll back what
+/// `create` made when it fails, times out or is cancelled.
+#[allow(async_fn_in_trait)] // used through static dispatch (`AnyProvider`) only
+pub trait Provider {
+    fn kind(&self) -> ProviderKind;
+    /// The Docker network the cluster's nodes live on.
+    fn network_name(&self, cluster: &str) -> String;
+    /// The name of the cluster entry in its kubeconfig (`k3d-<c>`, `kind-<c>`).
+    fn kubeconfig_cluster_entry(&self, cluster: &str) -> String;
+    /// Creates and starts the nodes and waits until they are ready (the node log
+    /// lines, then — when `plan.wait_ready` — every node Ready via the API).
+    async fn create(&self, cx: &ProviderCtx<'_>, cluster: &str, plan: &CreatePlan, guard: &Guard) -> Result<Kubeconfigs>;
+    /// Removes everything of the cluster; Ok(false) when there was nothing.
+    async fn delete(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool>;
+    async fn exists(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<bool>;
+    async fn kubeconfig(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<Kubeconfigs>;
+    /// None when the cluster does not exist.
+    async fn info(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<Option<ClusterInfo>>;
+    async fn list(&self, cx: &ProviderCtx<'_>) -> Result<Vec<ClusterInfo>>;
+    /// Waits until an existing cluster's nodes are ready.
+    async fn wait_ready(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<()>;
+}
+
+/// Static dispatch over the providers (async trait methods are not object safe).
+pub enum AnyProvider {
+    K3d(k3d::K3dProvider),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $p:ident => $e:expr) => {
+        match $self {
+            AnyProvider::K3d($p) => $e,
+        }
+    };
+}
+
+impl AnyProvider {
+    pub fn for_kind(kind: ProviderKind) -> Result<AnyProvider> {
+        match kind {
+            ProviderKind::K3d => Ok(AnyProvider::K3d(k3d::K3dProvider)),
+            ProviderKind::Kind => Err(crate::Error::InvalidArgument(
+                "provider \"kind\" is not available in this build yet; use \"k3d\"".into(),
+            )),
+        }
+    }
+}
+
+impl Provider for AnyProvider {
+    fn kind(&self) -> ProviderKind {
+        dispatch!(self, p => p.kind())
+    }
+    fn network_name(&self, cluster: &str) -> String {
+        dispatch!(self, p => p.network_name(cluster))
+    }
+    fn kubeconfig_cluster_entry(&self, cluster: &str) -> String {
+        dispatch!(self, p => p.kubeconfig_cluster_entry(cluster))
+    }
+    async fn create(&self, cx: &ProviderCtx<'_>, cluster: &str, plan: &CreatePlan, guard: &Guard) -> Result<Kubeconfigs> {
+        dispatch!(self, p => p.create(cx, cluster, plan, guard).await)
+    }
+    async fn delete(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
+        dispatch!(self, p => p.delete(cx, cluster, guard).await)
+    }
+    async fn exists(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<bool> {
+        dispatch!(self, p => p.exists(cx, cluster).await)
+    }
+    async fn kubeconfig(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<Kubeconfigs> {
+        dispatch!(self, p => p.kubeconfig(cx, cluster).await)
+    }
+    async fn info(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<Option<ClusterInfo>> {
+        dispatch!(self, p => p.info(cx, cluster).await)
+    }
+    async fn list(&self, cx: &ProviderCtx<'_>) -> Result<Vec<ClusterInfo>> {
+        dispatch!(self, p => p.list(cx).await)
+    }
+    async fn wait_ready(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<()> {
+        dispatch!(self, p => p.wait_ready(cx, cluster, guard).await)
+    }
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Builds the node simulator test images from this checkout, with no registry:
+#   kecs-sim/k3s:test  — a k3s node stand-in (test infrastructure, never an upstream name)
+# Usage: tests/node-sim/build-image.sh        (from anywhere; needs cargo, docker, busybox-static)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+image="${KECS_SIM_IMAGE:-kecs-sim/k3s:test}"
+busybox="${BUSYBOX:-/bin/busybox}"
+
+if ! file -L "$busybox" 2>/dev/null | grep -q 'statically linked'; then
+  if [ -x /usr/bin/busybox ] || [ -x /bin/busybox ]; then :; fi
+  echo "build-image: need Debian's busybox-static at $busybox (apt-get install busybox-static)" >&2
+  exit 1
+fi
+
+cd "$root"
+# Static glibc (crt-static) so the binary runs in an image with nothing else in it;
+# only this final crate gets the flag, dependencies are shared with the normal build.
+cargo rustc --quiet --release -p kecs-node-sim --bin kecs-node-sim -- -C target-feature=+crt-static
+
+ctx="$(mktemp -d)"
+trap 'rm -rf "$ctx"' EXIT
+cp "${CARGO_TARGET_DIR:-$root/target}/release/kecs-node-sim" "$ctx/k3s"
+strip --strip-debug "$ctx/k3s" 2>/dev/null || true
+cp "$busybox" "$ctx/busybox"
+cat > "$ctx/Dockerfile" <<'DOCKERFILE'
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+RUN ["/bin/mkdir", "-p", "/tmp", "/output", "/etc/rancher/k3s", "/var/lib/rancher/k3s"]
+COPY k3s /bin/k3s
+LABEL org.opencontainers.image.title="kecs node simulator" \
+      org.opencontainers.image.description="Test stand-in for a k3s node; not k3s"
+ENV PATH=/bin
+ENTRYPOINT ["/bin/k3s"]
+CMD ["server"]
+DOCKERFILE
+DOCKER_BUILDKIT=0 docker build --quiet --tag "$image" "$ctx" >/dev/null
+echo "built $image"

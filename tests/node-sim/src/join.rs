@@ -1,0 +1,139 @@
+//! Joining: a node registers with the server named in `K3S_URL`, by name, over TLS,
+//! authenticated by the cluster token, retrying while the server is unreachable.
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::logfmt;
+use crate::pki::CaPem;
+use crate::state::NodeRecord;
+
+/// The token authenticates both sides in this simulation (k3s pins the CA hash
+/// carried in the token instead); the server certificate is not checked.
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+pub enum JoinError {
+    Unreachable(String),
+    Rejected(String),
+}
+
+/// `https://host:port` → (host, port)
+pub fn parse_url(url: &str) -> Option<(String, u16)> {
+    let rest = url.strip_prefix("https://")?;
+    let hostport = rest.split('/').next()?;
+    match hostport.rsplit_once(':') {
+        Some((h, p)) => Some((h.to_string(), p.parse().ok()?)),
+        None => Some((hostport.to_string(), 6443)),
+    }
+}
+
+async fn register_once(url: &str, token: &str, node: &NodeRecord) -> Result<CaPem, JoinError> {
+    let (host, port) = parse_url(url).ok_or_else(|| JoinError::Rejected(format!("invalid server URL {url:?}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| JoinError::Rejected(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+        .with_no_client_auth();
+    let tcp = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect((host.as_str(), port)))
+        .await
+        .map_err(|_| JoinError::Unreachable(format!("dial {host}:{port}: timeout")))?
+        .map_err(|e| JoinError::Unreachable(format!("dial {host}:{port}: {e}")))?;
+    let name = ServerName::try_from(host.clone()).map_err(|e| JoinError::Rejected(e.to_string()))?;
+    let mut tls = TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| JoinError::Unreachable(format!("TLS handshake with {host}:{port}: {e}")))?;
+    let body = serde_json::to_vec(node).expect("node record serialises");
+    let head = format!(
+        "POST /v1-k3s-sim/register HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\nX-K3s-Sim-Token: {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let io = async {
+        tls.write_all(head.as_bytes()).await?;
+        tls.write_all(&body).await?;
+        let mut resp = Vec::new();
+        // the server may close without close_notify; what was read is enough
+        let _ = tls.read_to_end(&mut resp).await;
+        Ok::<_, std::io::Error>(resp)
+    };
+    let resp = tokio::time::timeout(Duration::from_secs(5), io)
+        .await
+        .map_err(|_| JoinError::Unreachable("registration timed out".into()))?
+        .map_err(|e| JoinError::Unreachable(e.to_string()))?;
+    let resp = String::from_utf8_lossy(&resp);
+    let code: u16 = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    if code == 401 {
+        return Err(JoinError::Rejected("token rejected by server (401 Unauthorized)".into()));
+    }
+    if code != 200 {
+        return Err(JoinError::Unreachable(format!("server answered HTTP {code}")));
+    }
+    let json = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    let v: Value = serde_json::from_str(json).map_err(|e| JoinError::Unreachable(format!("bad registration reply: {e}")))?;
+    Ok(CaPem {
+        cert_pem: v["caCert"].as_str().unwrap_or_default().to_string(),
+        key_pem: v["caKey"].as_str().unwrap_or_default().to_string(),
+    })
+}
+
+/// Registers until it succeeds; a rejected token is logged and retried slowly, as a
+/// k3s agent does, so such a node never registers.
+pub async fn register(url: &str, token: &str, node: &NodeRecord) -> CaPem {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match register_once(url, token, node).await {
+            Ok(ca) => return ca,
+            Err(JoinError::Unreachable(e)) => {
+                logfmt::info(&format!("Waiting to retrieve agent configuration; server is not ready: {e}"));
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(500));
+            }
+            Err(JoinError::Rejected(e)) => {
+                logfmt::error(&format!("Failed to register node {}: {e}", node.name));
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! kecs-node-sim: a k3s node stand-in for the `kecs-sim/k3s:test` test image.
+//!
+//! Seen from outside a container it behaves like a k3s node as k3d drives it: k3s's
+//! argv and env, its log lines, a kubeconfig written where `K3S_KUBECONFIG_OUTPUT`
+//! says, a TLS Kubernetes API on 6443 and agents joining by name. Only what runs
+//! inside the node is simulated. Fault knobs (env only): `SIM_READY_DELAY_MS`,
+//! `SIM_EXIT_BEFORE_READY=<code>`, `SIM_NEVER_READY=1`, `SIM_IGNORE_SIGTERM=1`.
+
+mod api;
+mod args;
+mod join;
+mod logfmt;
+mod pki;
+mod state;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use args::Role;
+use state::{NodeRecord, State, K3S_VERSION};
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args = match args::parse(&argv) {
+        Ok(a) => a,
+        Err(e) => {
+            logfmt::fatal(&e);
+            std::process::exit(1);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let code = rt.block_on(run(args));
+    std::process::exit(code);
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Exit promptly on SIGTERM/SIGINT — as PID 1 too, where the kernel applies no
+/// default action — unless `SIM_IGNORE_SIGTERM=1` asks to be killed with SIGKILL.
+fn watch_signals() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let ignore = env("SIM_IGNORE_SIGTERM").as_deref() == Some("1");
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
+            if ignore {
+                logfmt::info("Received SIGTERM; ignoring it (SIM_IGNORE_SIGTERM=1)");
+                continue;
+            }
+            logfmt::info("Received SIGTERM, shutting down");
+            std::process::exit(0);
+        }
+    });
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| env("HOSTNAME"))
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The container's own addresses, read from the kernel's local routing table.
+fn local_ips() -> Vec<IpAddr> {
+    let Ok(trie) = std::fs::read_to_string("/proc/net/fib_trie") else { return Vec::new() };
+    let mut out: Vec<IpAddr> = Vec::new();
+    let mut last: Option<IpAddr> = None;
+    for line in trie.lines() {
+        let t = line.trim_start_matches([' ', '|', '+', '-']).trim();
+        if let Ok(ip) = t.parse::<IpAddr>() {
+            last = Some(ip);
+        } else if t.starts_with("/32 host LOCAL") {
+            if let Some(ip) = last {
+                if !ip.is_loopback() && !out.contains(&ip) {
+                    out.push(ip);
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn run(args: args::Args) -> i32 {
+    watch_signals();
+    let role_name = if args.role == Role::Server { "" } else { " agent" };
+    logfmt::info(&format!("Starting k3s{role_name} {K3S_VERSION} (kecs node simulator)"));
+    for d in &args.disabled {
+        logfmt::info(&format!("Disabling component: {d}"));
+    }
+    if let Some(ms) = env("SIM_READY_DELAY_MS").and_then(|v| v.parse::<u64>().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(code) = env("SIM_EXIT_BEFORE_READY") {
+        let code: i32 = code.parse().unwrap_or(1);
+        logfmt::fatal(&format!("simulated failure before ready (SIM_EXIT_BEFORE_READY={code})"));
+        return code;
+    }
+    if env("SIM_NEVER_READY").as_deref() == Some("1") {
+        logfmt::info("Waiting for containerd startup: simulated hang (SIM_NEVER_READY=1)");
+        std::future::pending::<()>().await;
+    }
+
+    let name = hostname();
+    let ips = local_ips();
+    let ip = ips.first().map(|i| i.to_string()).unwrap_or_else(|| "127.0.0.1".into());
+    let server_url = args.server_url.clone().or_else(|| env("K3S_URL"));
+    let token = args.token.clone().or_else(|| env("K3S_TOKEN"));
+    let me = NodeRecord {
+        name: name.clone(),
+        control_plane: args.role == Role::Server,
+        ip: ip.clone(),
+        labels: args.node_labels.clone(),
+        created: String::new(),
+        uid: String::new(),
+    };
+
+    match args.role {
+        Role::Agent => {
+            let (Some(url), Some(token)) = (server_url, token) else {
+                logfmt::fatal("agent needs K3S_URL and K3S_TOKEN");
+                return 1;
+            };
+            logfmt::info("Containerd is now running");
+            join::register(&url, &token, &me).await;
+            logfmt::info(&format!("Successfully registered node {name}"));
+        }
+        Role::Server => {
+            if let Err(e) = run_server(&args, &me, &ips, server_url, token).await {
+                logfmt::fatal(&e);
+                return 1;
+            }
+        }
+    }
+    std::future::pending::<()>().await;
+    0
+}
+
+async fn run_server(
+    args: &args::Args,
+    me: &NodeRecord,
+    ips: &[IpAddr],
+    server_url: Option<String>,
+    token: Option<String>,
+) -> Result<(), String> {
+    let token = token.unwrap_or_else(|| state::new_uid());
+    let ca = match &server_url {
+        // a joining server takes the cluster CA from the server it joins
+        Some(url) => join::register(url, &token, me).await,
+        None => pki::new_ca().map_err(|e| format!("generating CA: {e}"))?,
+    };
+    let pki = pki::issue(&ca, &me.name, ips, &args.tls_sans).map_err(|e| format!("issuing certificates: {e}"))?;
+    let state = Arc::new(State::new(token, String::new()));
+    if server_url.is_none() {
+        state.register(me.clone());
+    }
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", args.https_port))
+        .await
+        .map_err(|e| format!("listen on :{}: {e}", args.https_port))?;
+    let tls = api::tls_config(&pki)?;
+    let server = Arc::new(api::Server { state, ca: ca.clone(), advertise: format!("{}:{}", me.ip, args.https_port) });
+    tokio::spawn(api::serve(listener, tls, server));
+    logfmt::info(&format!(
+        "Running kube-apiserver --advertise-address={} --secure-port={} --tls-cert-file=/var/lib/rancher/k3s/server/tls/serving-kube-apiserver.crt",
+        me.ip, args.https_port
+    ));
+    logfmt::info("Containerd is now running");
+    if args.cluster_init {
+        logfmt::info("Starting etcd for new cluster (simulated)");
+    }
+
+    let out = env("K3S_KUBECONFIG_OUTPUT").unwrap_or_else(|| "/etc/rancher/k3s/k3s.yaml".into());
+    let mode = env("K3S_KUBECONFIG_MODE")
+        .and_then(|m| u32::from_str_radix(&m, 8).ok())
+        .unwrap_or(0o600);
+    write_kubeconfig(&out, &pki::kubeconfig_yaml(&pki, args.https_port), mode)
+        .map_err(|e| format!("writing kubeconfig {out}: {e}"))?;
+    logfmt::info(&format!("Wrote kubeconfig {out}"));
+    logfmt::info("k3s is up and running");
+    logfmt::info("Cluster dns configmap has been set successfully");
+    Ok(())
+}
+
+fn write_kubeconfig(path: &str, yaml: &str, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = format!("{path}.tmp");
+    std::fs::write(&tmp, yaml)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+    std::fs::rename(&tmp, path)
+}
