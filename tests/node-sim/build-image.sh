@@ -7,8 +7,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 image="${KECS_SIM_IMAGE:-kecs-sim/k3s:test}"
 busybox="${BUSYBOX:-/bin/busybox}"
 
-if ! file -L "$busybox" 2>/dev/null | grep -q 'statically linked'; then
-  if [ -x /usr/bin/busybox ] || [ -x /bin/busybox ]; then :; fi
+if ! { [ -x "$busybox" ] && ldd "$busybox" 2>&1 | grep -q "not a dynamic executable"; }; then
   echo "build-image: need Debian's busybox-static at $busybox (apt-get install busybox-static)" >&2
   exit 1
 fi

@@ -1,0 +1,163 @@
+//! Shared helpers for the integration tests: the simulator image (built on demand),
+//! unique names, per-test kubeconfig directories, and drop guards that delete
+//! what a test created even when it fails. Everything talks to the real Docker
+//! Engine; a test that cannot reach it fails loudly.
+#![allow(dead_code)]
+
+use bollard::Docker;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use kecs_cluster::docker::{containers_with_labels, label_filter};
+use kecs_cluster::{CancellationToken, ClusterManager, ClusterManagerConfig};
+
+pub const SIM_IMAGE: &str = "kecs-sim/k3s:test";
+
+/// Connects to the engine or fails the test with what to do.
+pub async fn docker() -> Docker {
+    match kecs_cluster::docker::connect(std::env::var("DOCKER_HOST").ok().as_deref()).await {
+        Ok(d) => d,
+        Err(e) => panic!("these tests need a running Docker Engine: {e}"),
+    }
+}
+
+static IMAGE_READY: Mutex<bool> = Mutex::new(false);
+
+/// Builds `kecs-sim/k3s:test` with the documented script when it is missing.
+/// A separate target dir keeps the nested cargo off the lock `cargo test` holds.
+pub async fn ensure_sim_image() {
+    let docker = docker().await;
+    let mut ready = IMAGE_READY.lock().unwrap_or_else(|p| p.into_inner());
+    if *ready {
+        return;
+    }
+    if docker.inspect_image(SIM_IMAGE).await.is_err() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let status = std::process::Command::new("bash")
+            .arg(root.join("tests/node-sim/build-image.sh"))
+            .env("CARGO_TARGET_DIR", root.join("target/node-sim-image"))
+            .status()
+            .expect("running tests/node-sim/build-image.sh");
+        assert!(status.success(), "building {SIM_IMAGE} failed");
+    }
+    *ready = true;
+}
+
+/// Whether nodes may run privileged here (the sandbox engine refuses it).
+pub fn privileged() -> bool {
+    std::env::var("KECS_TEST_PRIVILEGED").is_ok_and(|v| v == "1")
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A short cluster name unique across concurrent tests and runs: `<tag><pid><n>`.
+pub fn unique_name(tag: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    format!("{tag}{}{n}", std::process::id() % 100_000)
+}
+
+/// A fresh directory for one test's kubeconfig files, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("kecs-test-{tag}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst)));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn config(dir: &Path, provider: &str) -> ClusterManagerConfig {
+    ClusterManagerConfig {
+        provider: Some(provider.to_string()),
+        image: Some(SIM_IMAGE.to_string()),
+        privileged: Some(privileged()),
+        kubeconfig_path: Some(dir.display().to_string()),
+        ..Default::default()
+    }
+}
+
+/// Deletes the cluster when dropped (test passed or panicked), on its own thread
+/// and runtime since Drop cannot await.
+pub struct ClusterGuard {
+    pub config: ClusterManagerConfig,
+    pub name: String,
+}
+
+impl Drop for ClusterGuard {
+    fn drop(&mut self) {
+        let (config, name) = (self.config.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Ok(m) = ClusterManager::new(&config) {
+                    let _ = m.delete(&name, &CancellationToken::new()).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Names of Docker objects that belong to `cluster` (k3d or kind labels and names).
+pub async fn leftovers(cluster: &str) -> Vec<String> {
+    let docker = docker().await;
+    let mut out = Vec::new();
+    for labels in [[("k3d.cluster", cluster)], [("io.x-k8s.kind.cluster", cluster)]] {
+        for c in containers_with_labels(&docker, &labels).await.unwrap() {
+            out.push(format!("container {:?}", c.names));
+        }
+        let vols = docker
+            .list_volumes(Some(bollard::query_parameters::ListVolumesOptions { filters: Some(label_filter(&labels)) }))
+            .await
+            .unwrap();
+        for v in vols.volumes.unwrap_or_default() {
+            out.push(format!("volume {}", v.name));
+        }
+    }
+    let nets = docker.list_networks(None::<bollard::query_parameters::ListNetworksOptions>).await.unwrap();
+    for n in nets {
+        let name = n.name.unwrap_or_default();
+        if name == format!("k3d-{cluster}") {
+            out.push(format!("network {name}"));
+        }
+    }
+    // any container whose name mentions the cluster, labelled or not
+    let all = docker
+        .list_containers(Some(bollard::query_parameters::ListContainersOptions { all: true, ..Default::default() }))
+        .await
+        .unwrap();
+    for c in all {
+        let names = c.names.unwrap_or_default();
+        if names.iter().any(|n| n.contains(&format!("-{cluster}-")) || n.trim_start_matches('/').starts_with(&format!("{cluster}-"))) {
+            out.push(format!("container {names:?}"));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Files in `dir` (kubeconfigs a test may have left).
+pub fn files_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// One lock for tests that must not overlap (none of the lifecycle tests need it;
+/// the benchmark-like ones might).
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: OnceLock<Mutex<()>> = OnceLock::new();
+    LOCK.get_or_init(|| Mutex::new(())).lock().unwrap_or_else(|p| p.into_inner())
+}
