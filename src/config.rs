@@ -79,17 +79,17 @@ fn non_empty(v: Option<String>) -> Option<String> {
 
 impl ClusterManagerConfig {
     pub fn from_json(json: &str) -> Result<Self> {
-        serde_json::from_str(json)
-            .map_err(|e| Error::InvalidArgument(format!("config JSON: {e}")))
+        serde_json::from_str(json).map_err(|e| Error::InvalidArgument(format!("config JSON: {e}")))
     }
 
     /// Applies defaults and `env` (a lookup such as `std::env::var`) to unset fields.
     pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> Result<ResolvedConfig> {
         let env = |k: &str| non_empty(env(k));
-        let provider = match non_empty(self.provider.clone()).or_else(|| env("KECS_CLUSTER_PROVIDER")) {
-            Some(p) => ProviderKind::parse(p.trim())?,
-            None => ProviderKind::K3d,
-        };
+        let provider =
+            match non_empty(self.provider.clone()).or_else(|| env("KECS_CLUSTER_PROVIDER")) {
+                Some(p) => ProviderKind::parse(p.trim())?,
+                None => ProviderKind::K3d,
+            };
         // As in KECS, the environment can only switch container mode on.
         let container_mode = self.container_mode.unwrap_or(false)
             || env("KECS_CONTAINER_MODE").is_some_and(|v| v == "true");
@@ -105,11 +105,16 @@ impl ClusterManagerConfig {
                 }
             },
         };
-        let name_prefix = self.name_prefix.clone().unwrap_or_else(|| DEFAULT_NAME_PREFIX.into());
+        let name_prefix = self
+            .name_prefix
+            .clone()
+            .unwrap_or_else(|| DEFAULT_NAME_PREFIX.into());
         names::validate_prefix(&name_prefix)?;
         let default_image = match provider {
             ProviderKind::K3d => env("KECS_K3S_IMAGE").unwrap_or_else(|| DEFAULT_K3S_IMAGE.into()),
-            ProviderKind::Kind => env("KECS_KIND_IMAGE").unwrap_or_else(|| DEFAULT_KIND_IMAGE.into()),
+            ProviderKind::Kind => {
+                env("KECS_KIND_IMAGE").unwrap_or_else(|| DEFAULT_KIND_IMAGE.into())
+            }
         };
         let image = non_empty(self.image.clone()).unwrap_or(default_image);
         validate_image(&image)?;
@@ -144,7 +149,9 @@ impl ClusterManagerConfig {
 
 pub fn validate_image(image: &str) -> Result<()> {
     if image.is_empty() || image.contains(char::is_whitespace) || image.contains('\0') {
-        return Err(Error::InvalidArgument(format!("image {image:?} is not a valid image reference")));
+        return Err(Error::InvalidArgument(format!(
+            "image {image:?} is not a valid image reference"
+        )));
     }
     Ok(())
 }
@@ -155,13 +162,18 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| m.get(k).cloned()
     }
 
     #[test]
     fn defaults() {
-        let r = ClusterManagerConfig::default().resolve(env(&[("HOME", "/home/u")])).unwrap();
+        let r = ClusterManagerConfig::default()
+            .resolve(env(&[("HOME", "/home/u")]))
+            .unwrap();
         assert_eq!(r.provider, ProviderKind::K3d);
         assert!(!r.container_mode);
         assert_eq!(r.kubeconfig_dir, PathBuf::from("/home/u/.kube"));
@@ -186,7 +198,9 @@ mod tests {
         assert_eq!(r.kubeconfig_dir, PathBuf::from("/data/kc"));
         assert_eq!(r.docker_host.as_deref(), Some("tcp://127.0.0.1:2375"));
         assert_eq!(r.image, DEFAULT_KIND_IMAGE);
-        let r = ClusterManagerConfig::default().resolve(env(&[("KECS_K3S_IMAGE", "x/y:z"), ("HOME", "/h")])).unwrap();
+        let r = ClusterManagerConfig::default()
+            .resolve(env(&[("KECS_K3S_IMAGE", "x/y:z"), ("HOME", "/h")]))
+            .unwrap();
         assert_eq!(r.image, "x/y:z");
     }
 
@@ -197,9 +211,14 @@ mod tests {
             provider: Some("k3d".into()),
             ..Default::default()
         };
-        let r = cfg.resolve(env(&[("KECS_CLUSTER_PROVIDER", "kind")])).unwrap();
+        let r = cfg
+            .resolve(env(&[("KECS_CLUSTER_PROVIDER", "kind")]))
+            .unwrap();
         assert_eq!(r.provider, ProviderKind::K3d);
-        assert_eq!(r.kubeconfig_dir, PathBuf::from(CONTAINER_MODE_KUBECONFIG_DIR));
+        assert_eq!(
+            r.kubeconfig_dir,
+            PathBuf::from(CONTAINER_MODE_KUBECONFIG_DIR)
+        );
     }
 
     #[test]

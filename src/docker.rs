@@ -5,8 +5,9 @@
 
 use bollard::models::{ContainerInspectResponse, ContainerSummary};
 use bollard::query_parameters::{
-    CreateImageOptions, DownloadFromContainerOptions, InspectContainerOptions, ListContainersOptions,
-    ListVolumesOptions, LogsOptions, RemoveContainerOptions, RemoveVolumeOptions,
+    CreateImageOptions, DownloadFromContainerOptions, InspectContainerOptions,
+    ListContainersOptions, ListVolumesOptions, LogsOptions, RemoveContainerOptions,
+    RemoveVolumeOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -39,19 +40,28 @@ pub async fn connect(host: Option<&str>) -> Result<Docker> {
     match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
         Ok(Ok(d)) => Ok(d),
         Ok(Err(e)) => Err(unavailable(e.to_string())),
-        Err(_) => Err(unavailable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))),
+        Err(_) => Err(unavailable(format!(
+            "no answer within {}s",
+            CONNECT_TIMEOUT.as_secs()
+        ))),
     }
 }
 
 /// `{"label": ["k=v", …]}` for Docker list filters.
 pub fn label_filter(labels: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
     let mut f = HashMap::new();
-    f.insert("label".to_string(), labels.iter().map(|(k, v)| format!("{k}={v}")).collect());
+    f.insert(
+        "label".to_string(),
+        labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+    );
     f
 }
 
 /// All containers (running or not) carrying every one of `labels`: one API call.
-pub async fn containers_with_labels(docker: &Docker, labels: &[(&str, &str)]) -> Result<Vec<ContainerSummary>> {
+pub async fn containers_with_labels(
+    docker: &Docker,
+    labels: &[(&str, &str)],
+) -> Result<Vec<ContainerSummary>> {
     let opts = ListContainersOptions {
         all: true,
         filters: Some(label_filter(labels)),
@@ -80,7 +90,11 @@ pub fn summary_label<'a>(c: &'a ContainerSummary, key: &str) -> Option<&'a str> 
 /// container that is already gone counts as removed.
 pub async fn remove_containers(docker: &Docker, names: &[String], guard: &Guard) -> Result<()> {
     let removals = names.iter().map(|name| async move {
-        let opts = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+        let opts = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
         match docker.remove_container(name, Some(opts)).await {
             Ok(()) => {
                 guard.report(&format!("removed node {name}"));
@@ -88,7 +102,9 @@ pub async fn remove_containers(docker: &Docker, names: &[String], guard: &Guard)
             }
             Err(e) if is_docker_not_found(&e) => Ok(()),
             // 409 "removal already in progress" (a concurrent delete): gone soon
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
             Err(e) => Err(Error::docker(format!("removing container {name}"), e)),
         }
     });
@@ -97,14 +113,23 @@ pub async fn remove_containers(docker: &Docker, names: &[String], guard: &Guard)
 }
 
 /// Removes every volume carrying all `labels` (used for the cluster's own volumes).
-pub async fn remove_volumes_with_labels(docker: &Docker, labels: &[(&str, &str)], guard: &Guard) -> Result<()> {
-    let opts = ListVolumesOptions { filters: Some(label_filter(labels)) };
+pub async fn remove_volumes_with_labels(
+    docker: &Docker,
+    labels: &[(&str, &str)],
+    guard: &Guard,
+) -> Result<()> {
+    let opts = ListVolumesOptions {
+        filters: Some(label_filter(labels)),
+    };
     let list = docker
         .list_volumes(Some(opts))
         .await
         .map_err(|e| Error::docker("listing volumes", e))?;
     for v in list.volumes.unwrap_or_default() {
-        match docker.remove_volume(&v.name, Some(RemoveVolumeOptions { force: true })).await {
+        match docker
+            .remove_volume(&v.name, Some(RemoveVolumeOptions { force: true }))
+            .await
+        {
             Ok(()) => guard.report(&format!("removed volume {}", v.name)),
             Err(e) if is_docker_not_found(&e) => {}
             Err(e) => return Err(Error::docker(format!("removing volume {}", v.name), e)),
@@ -134,11 +159,14 @@ pub fn published_port(info: &ContainerInspectResponse, port: &str) -> Option<u16
 
 /// Reads one file out of a container through the archive API (a tar stream).
 pub async fn read_file(docker: &Docker, container: &str, path: &str) -> Result<Vec<u8>> {
-    let opts = DownloadFromContainerOptions { path: path.to_string() };
+    let opts = DownloadFromContainerOptions {
+        path: path.to_string(),
+    };
     let mut stream = docker.download_from_container(container, Some(opts));
     let mut tarball = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Error::docker(format!("copying {path} out of {container}"), e))?;
+        let chunk =
+            chunk.map_err(|e| Error::docker(format!("copying {path} out of {container}"), e))?;
         tarball.extend_from_slice(&chunk);
     }
     let mut archive = tar::Archive::new(tarball.as_slice());
@@ -146,7 +174,8 @@ pub async fn read_file(docker: &Docker, container: &str, path: &str) -> Result<V
         .entries()
         .map_err(|e| Error::io(format!("reading the archive of {path} from {container}"), e))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| Error::io(format!("reading the archive of {path} from {container}"), e))?;
+        let mut entry = entry
+            .map_err(|e| Error::io(format!("reading the archive of {path} from {container}"), e))?;
         if entry.header().entry_type().is_file() {
             let mut out = Vec::new();
             entry
@@ -155,7 +184,9 @@ pub async fn read_file(docker: &Docker, container: &str, path: &str) -> Result<V
             return Ok(out);
         }
     }
-    Err(Error::NotFound(format!("{path} in container {container} is not a regular file")))
+    Err(Error::NotFound(format!(
+        "{path} in container {container} is not a regular file"
+    )))
 }
 
 /// Makes sure `image` is present: used as is when local, else pulled. Fails with
@@ -167,7 +198,10 @@ pub async fn ensure_image(docker: &Docker, image: &str, guard: &Guard) -> Result
         Err(e) => return Err(Error::docker(format!("inspecting image {image}"), e)),
     }
     guard.report(&format!("pulling image {image}"));
-    let opts = CreateImageOptions { from_image: Some(image.to_string()), ..Default::default() };
+    let opts = CreateImageOptions {
+        from_image: Some(image.to_string()),
+        ..Default::default()
+    };
     let pull = async {
         let mut stream = docker.create_image(Some(opts), None, None);
         while let Some(item) = stream.next().await {
@@ -182,7 +216,9 @@ pub async fn ensure_image(docker: &Docker, image: &str, guard: &Guard) -> Result
         }
         Ok(())
     };
-    let pulled = guard.wait("pulling the image", async { Ok(pull.await) }).await?;
+    let pulled = guard
+        .wait("pulling the image", async { Ok(pull.await) })
+        .await?;
     let unavailable = |why: String| {
         Error::ImageUnavailable(format!(
             "image {image} is not present locally and could not be pulled: {why} (load it with `docker load` or choose another image)"
@@ -203,7 +239,9 @@ fn exit_description(info: &ContainerInspectResponse) -> String {
         .map(|s| s.to_string())
         .unwrap_or_else(|| "unknown".into());
     let code = state.and_then(|s| s.exit_code).unwrap_or(-1);
-    let err = state.and_then(|s| s.error.clone()).filter(|e| !e.is_empty());
+    let err = state
+        .and_then(|s| s.error.clone())
+        .filter(|e| !e.is_empty());
     match err {
         Some(e) => format!("status {status}, exit code {code}, error {e:?}"),
         None => format!("status {status}, exit code {code}"),
@@ -214,7 +252,12 @@ fn exit_description(info: &ContainerInspectResponse) -> String {
 /// 0 = from the start) until a line contains one of `needles` (case-insensitive,
 /// as k3d matches). A stream that ends first means the node stopped: the error
 /// gives its exit code and last log lines.
-pub async fn wait_for_log_line(docker: &Docker, container: &str, needles: &[&str], since: i64) -> Result<String> {
+pub async fn wait_for_log_line(
+    docker: &Docker,
+    container: &str,
+    needles: &[&str],
+    since: i64,
+) -> Result<String> {
     let needles: Vec<String> = needles.iter().map(|n| n.to_lowercase()).collect();
     let opts = LogsOptions {
         follow: true,
@@ -238,7 +281,8 @@ pub async fn wait_for_log_line(docker: &Docker, container: &str, needles: &[&str
         false
     };
     while let Some(item) = stream.next().await {
-        let out = item.map_err(|e| Error::docker(format!("following the log of {container}"), e))?;
+        let out =
+            item.map_err(|e| Error::docker(format!("following the log of {container}"), e))?;
         pending.push_str(&String::from_utf8_lossy(&out.into_bytes()));
         while let Some(pos) = pending.find('\n') {
             let line: String = pending.drain(..=pos).collect();
@@ -270,10 +314,16 @@ pub async fn self_container(docker: &Docker) -> Option<String> {
     if !std::path::Path::new("/.dockerenv").exists() {
         return None;
     }
-    let hostname = std::fs::read_to_string("/etc/hostname").ok()?.trim().to_string();
+    let hostname = std::fs::read_to_string("/etc/hostname")
+        .ok()?
+        .trim()
+        .to_string();
     if hostname.is_empty() {
         return None;
     }
-    let info = docker.inspect_container(&hostname, None::<InspectContainerOptions>).await.ok()?;
+    let info = docker
+        .inspect_container(&hostname, None::<InspectContainerOptions>)
+        .await
+        .ok()?;
     info.id
 }

@@ -115,15 +115,18 @@ impl Error {
     pub fn docker(what: impl std::fmt::Display, err: bollard::errors::Error) -> Error {
         use bollard::errors::Error as B;
         match &err {
-            B::DockerResponseServerError { status_code: 404, message } => {
-                Error::NotFound(format!("{what}: {message}"))
-            }
-            B::DockerResponseServerError { status_code: 409, message } => {
-                Error::AlreadyExists(format!("{what}: {message}"))
-            }
-            B::DockerResponseServerError { status_code, message } => {
-                Error::Internal(format!("{what}: Docker answered {status_code}: {message}"))
-            }
+            B::DockerResponseServerError {
+                status_code: 404,
+                message,
+            } => Error::NotFound(format!("{what}: {message}")),
+            B::DockerResponseServerError {
+                status_code: 409,
+                message,
+            } => Error::AlreadyExists(format!("{what}: {message}")),
+            B::DockerResponseServerError {
+                status_code,
+                message,
+            } => Error::Internal(format!("{what}: Docker answered {status_code}: {message}")),
             B::RequestTimeoutError => Error::DockerUnavailable(format!(
                 "{what}: the Docker Engine did not answer in time"
             )),
@@ -145,7 +148,13 @@ impl Error {
 
 /// Is this a Docker 404 (no such container/network/volume/image)?
 pub fn is_docker_not_found(err: &bollard::errors::Error) -> bool {
-    matches!(err, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+    matches!(
+        err,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
 }
 
 #[cfg(test)]

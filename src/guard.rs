@@ -24,7 +24,12 @@ pub struct Guard {
 }
 
 impl Guard {
-    pub fn new(subject: impl Into<String>, cancel: CancellationToken, timeout: Option<Duration>, reporter: Option<Reporter>) -> Guard {
+    pub fn new(
+        subject: impl Into<String>,
+        cancel: CancellationToken,
+        timeout: Option<Duration>,
+        reporter: Option<Reporter>,
+    ) -> Guard {
         let started = Instant::now();
         Guard {
             cancel,
@@ -37,7 +42,11 @@ impl Guard {
 
     /// A guard for work that must run to completion (rollback): never cancelled,
     /// bounded by `timeout`.
-    pub fn uncancellable(subject: impl Into<String>, timeout: Duration, reporter: Option<Reporter>) -> Guard {
+    pub fn uncancellable(
+        subject: impl Into<String>,
+        timeout: Duration,
+        reporter: Option<Reporter>,
+    ) -> Guard {
         Guard::new(subject, CancellationToken::new(), Some(timeout), reporter)
     }
 
@@ -100,7 +109,12 @@ impl Guard {
     }
 
     /// Like `wait`, with an extra limit for this step alone.
-    pub async fn wait_at_most<T>(&self, step: &str, limit: Duration, fut: impl Future<Output = Result<T>>) -> Result<T> {
+    pub async fn wait_at_most<T>(
+        &self,
+        step: &str,
+        limit: Duration,
+        fut: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
         let subject = self.subject.clone();
         self.wait(step, async move {
             match tokio::time::timeout(limit, fut).await {
@@ -122,13 +136,24 @@ mod tests {
     #[tokio::test]
     async fn cancel_and_deadline() {
         let token = CancellationToken::new();
-        let g = Guard::new("cluster x", token.clone(), Some(Duration::from_millis(50)), None);
+        let g = Guard::new(
+            "cluster x",
+            token.clone(),
+            Some(Duration::from_millis(50)),
+            None,
+        );
         assert!(g.check("a").is_ok());
-        let e = g.wait("waiting", std::future::pending::<Result<()>>()).await.unwrap_err();
+        let e = g
+            .wait("waiting", std::future::pending::<Result<()>>())
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), crate::ErrorCode::Timeout);
         assert!(e.to_string().contains("cluster x"));
         let g = Guard::new("cluster x", token.clone(), None, None);
         token.cancel();
-        assert_eq!(g.check("a").unwrap_err().code(), crate::ErrorCode::Cancelled);
+        assert_eq!(
+            g.check("a").unwrap_err().code(),
+            crate::ErrorCode::Cancelled
+        );
     }
 }

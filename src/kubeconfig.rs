@@ -51,7 +51,8 @@ pub fn rewrite(raw: &str, names: &EntryNames, server: &str) -> Result<String> {
     // plain scalars, as kubectl writes them (no folded block style for long data)
     let mut opts = serde_saphyr::SerializerOptions::default();
     opts.prefer_block_scalars = false;
-    serde_saphyr::to_string_with_options(&doc, opts).map_err(|e| Error::Internal(format!("serialising kubeconfig: {e}")))
+    serde_saphyr::to_string_with_options(&doc, opts)
+        .map_err(|e| Error::Internal(format!("serialising kubeconfig: {e}")))
 }
 
 /// The server URL of the kubeconfig's current (or first) cluster.
@@ -74,20 +75,33 @@ pub fn has_cluster_entry(yaml: &str, cluster: &str) -> bool {
 /// directory, then a rename, so readers never see half a file.
 pub fn write_atomic(path: &Path, content: &str) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let dir = path
-        .parent()
-        .ok_or_else(|| Error::InvalidArgument(format!("kubeconfig path {} has no directory", path.display())))?;
+    let dir = path.parent().ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "kubeconfig path {} has no directory",
+            path.display()
+        ))
+    })?;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
         .create(dir)
-        .map_err(|e| Error::io(format!("creating kubeconfig directory {}", dir.display()), e))?;
+        .map_err(|e| {
+            Error::io(
+                format!("creating kubeconfig directory {}", dir.display()),
+                e,
+            )
+        })?;
     let mut suffix = [0u8; 6];
     getrandom::fill(&mut suffix).map_err(|e| Error::Internal(format!("OS random source: {e}")))?;
     let tmp: PathBuf = dir.join(format!(
         ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("kubeconfig"),
-        suffix.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("kubeconfig"),
+        suffix
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
     ));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new()
@@ -112,7 +126,12 @@ pub fn remove_if_ours(path: &Path, cluster: &str) -> Result<bool> {
     let content = match std::fs::read_to_string(path) {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(Error::io(format!("reading kubeconfig {}", path.display()), e)),
+        Err(e) => {
+            return Err(Error::io(
+                format!("reading kubeconfig {}", path.display()),
+                e,
+            ))
+        }
     };
     if !has_cluster_entry(&content, cluster) {
         return Ok(false);
@@ -120,7 +139,10 @@ pub fn remove_if_ours(path: &Path, cluster: &str) -> Result<bool> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(Error::io(format!("removing kubeconfig {}", path.display()), e)),
+        Err(e) => Err(Error::io(
+            format!("removing kubeconfig {}", path.display()),
+            e,
+        )),
     }
 }
 
@@ -131,7 +153,11 @@ mod tests {
     const K3S: &str = "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: Q0E=\n    server: https://127.0.0.1:6443\n  name: default\ncontexts:\n- context:\n    cluster: default\n    user: default\n  name: default\ncurrent-context: default\nkind: Config\npreferences: {}\nusers:\n- name: default\n  user:\n    client-certificate-data: Q0VSVA==\n    client-key-data: S0VZ\n";
 
     fn names() -> EntryNames {
-        EntryNames { cluster: "k3d-kecs-a".into(), context: "k3d-kecs-a".into(), user: "admin@k3d-kecs-a".into() }
+        EntryNames {
+            cluster: "k3d-kecs-a".into(),
+            context: "k3d-kecs-a".into(),
+            user: "admin@k3d-kecs-a".into(),
+        }
     }
 
     #[test]
@@ -139,14 +165,23 @@ mod tests {
         let out = rewrite(K3S, &names(), "https://127.0.0.1:40000").unwrap();
         let doc: Value = serde_saphyr::from_str(&out).unwrap();
         assert_eq!(doc["clusters"][0]["name"], "k3d-kecs-a");
-        assert_eq!(doc["clusters"][0]["cluster"]["server"], "https://127.0.0.1:40000");
-        assert_eq!(doc["clusters"][0]["cluster"]["certificate-authority-data"], "Q0E=");
+        assert_eq!(
+            doc["clusters"][0]["cluster"]["server"],
+            "https://127.0.0.1:40000"
+        );
+        assert_eq!(
+            doc["clusters"][0]["cluster"]["certificate-authority-data"],
+            "Q0E="
+        );
         assert_eq!(doc["users"][0]["name"], "admin@k3d-kecs-a");
         assert_eq!(doc["users"][0]["user"]["client-key-data"], "S0VZ");
         assert_eq!(doc["contexts"][0]["context"]["user"], "admin@k3d-kecs-a");
         assert_eq!(doc["current-context"], "k3d-kecs-a");
         assert_eq!(server_url(&out).as_deref(), Some("https://127.0.0.1:40000"));
-        assert!(!out.contains(">-") && !out.contains("|-"), "plain scalars only:\n{out}");
+        assert!(
+            !out.contains(">-") && !out.contains("|-"),
+            "plain scalars only:\n{out}"
+        );
         // kube-rs accepts the result
         kube::config::Kubeconfig::from_yaml(&out).unwrap();
     }

@@ -9,7 +9,11 @@ use kecs_cluster::{ClusterInfo, ClusterManager, ClusterManagerConfig, CreateOpti
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "kecs-cluster", version, about = "Create, delete and inspect local Kubernetes clusters in Docker (k3d-style k3s nodes)")]
+#[command(
+    name = "kecs-cluster",
+    version,
+    about = "Create, delete and inspect local Kubernetes clusters in Docker (k3d-style k3s nodes)"
+)]
 struct Cli {
     /// Node image (default: $KECS_K3S_IMAGE, else rancher/k3s:v1.31.4-k3s1).
     #[arg(long, global = true)]
@@ -87,8 +91,13 @@ enum Command {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}: use e.g. 90s, 2m, 500ms"))?;
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: use e.g. 90s, 2m, 500ms"))?;
     let secs = match unit {
         "" | "s" => n,
         "ms" => n / 1000.0,
@@ -120,11 +129,24 @@ fn parse_port(spec: &str) -> Result<PortMapping, String> {
 }
 
 fn print_table(clusters: &[ClusterInfo]) {
-    println!("{:<34} {:<9} {:>7} {:>6}  API", "NAME", "STATUS", "SERVERS", "AGENTS");
+    println!(
+        "{:<34} {:<9} {:>7} {:>6}  API",
+        "NAME", "STATUS", "SERVERS", "AGENTS"
+    );
     for c in clusters {
         let count = |role: &str| c.nodes.iter().filter(|n| n.role == role).count();
-        let api = if c.api_port != 0 { format!("{}:{}", c.api_host, c.api_port) } else { "-".into() };
-        println!("{:<34} {:<9} {:>7} {:>6}  {api}", c.name, c.status, count("server"), count("agent"));
+        let api = if c.api_port != 0 {
+            format!("{}:{}", c.api_host, c.api_port)
+        } else {
+            "-".into()
+        };
+        println!(
+            "{:<34} {:<9} {:>7} {:>6}  {api}",
+            c.name,
+            c.status,
+            count("server"),
+            count("agent")
+        );
     }
 }
 
@@ -132,7 +154,14 @@ fn print_info(c: &ClusterInfo) {
     println!("name:        {}", c.name);
     println!("status:      {}", c.status);
     println!("provider:    {}", c.provider);
-    println!("version:     {}", if c.version.is_empty() { "-" } else { &c.version });
+    println!(
+        "version:     {}",
+        if c.version.is_empty() {
+            "-"
+        } else {
+            &c.version
+        }
+    );
     println!("api:         {}:{}", c.api_host, c.api_port);
     println!("kubeconfig:  {}", c.kubeconfig_path);
     println!("nodes:");
@@ -152,16 +181,35 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<ExitCode, kecs_clust
     };
     let mut manager = ClusterManager::new(&config)?;
     if !cli.quiet {
-        manager = manager.with_reporter(Arc::new(|t: Duration, msg: &str| eprintln!("[{:>6.2}s] {msg}", t.as_secs_f64())));
+        manager = manager.with_reporter(Arc::new(|t: Duration, msg: &str| {
+            eprintln!("[{:>6.2}s] {msg}", t.as_secs_f64())
+        }));
     }
     let bad = |m: String| kecs_cluster::Error::InvalidArgument(m);
     match cli.command {
-        Command::Create { name, servers, agents, env, ports, k3s_args, api_port, timeout, no_wait } => {
+        Command::Create {
+            name,
+            servers,
+            agents,
+            env,
+            ports,
+            k3s_args,
+            api_port,
+            timeout,
+            no_wait,
+        } => {
             let env = env
                 .iter()
-                .map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| bad(format!("invalid --env {kv:?}: use K=V"))))
+                .map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .ok_or_else(|| bad(format!("invalid --env {kv:?}: use K=V")))
+                })
                 .collect::<Result<_, _>>()?;
-            let ports = ports.iter().map(|p| parse_port(p).map_err(bad)).collect::<Result<_, _>>()?;
+            let ports = ports
+                .iter()
+                .map(|p| parse_port(p).map_err(bad))
+                .collect::<Result<_, _>>()?;
             let opts = CreateOptions {
                 servers,
                 agents,
@@ -175,27 +223,48 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<ExitCode, kecs_clust
             };
             let info = manager.create(&name, &opts, &cancel).await?;
             if !cli.quiet {
-                eprintln!("cluster {} is {}; kubeconfig: {}", info.name, info.status, info.kubeconfig_path);
+                eprintln!(
+                    "cluster {} is {}; kubeconfig: {}",
+                    info.name, info.status, info.kubeconfig_path
+                );
             }
         }
         Command::Delete { name } => manager.delete(&name, &cancel).await?,
         Command::Exists { name } => {
-            return Ok(if manager.exists(&name, &cancel).await? { ExitCode::SUCCESS } else { ExitCode::from(1) });
+            return Ok(if manager.exists(&name, &cancel).await? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
         }
         Command::List { output } => {
             let list = manager.list(&cancel).await?;
             match output.as_str() {
-                "json" => println!("{}", serde_json::to_string_pretty(&list).expect("serialisable")),
+                "json" => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&list).expect("serialisable")
+                ),
                 "table" => print_table(&list),
-                o => return Err(bad(format!("unknown output format {o:?}: use table or json"))),
+                o => {
+                    return Err(bad(format!(
+                        "unknown output format {o:?}: use table or json"
+                    )))
+                }
             }
         }
         Command::Info { name, output } => {
             let info = manager.info(&name, &cancel).await?;
             match output.as_str() {
-                "json" => println!("{}", serde_json::to_string_pretty(&info).expect("serialisable")),
+                "json" => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&info).expect("serialisable")
+                ),
                 "table" => print_info(&info),
-                o => return Err(bad(format!("unknown output format {o:?}: use table or json"))),
+                o => {
+                    return Err(bad(format!(
+                        "unknown output format {o:?}: use table or json"
+                    )))
+                }
             }
         }
         Command::Kubeconfig { name } => print!("{}", manager.kubeconfig(&name, &cancel).await?),
@@ -206,7 +275,11 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<ExitCode, kecs_clust
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the runtime: {e}");

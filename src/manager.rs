@@ -43,7 +43,10 @@ impl ClusterManager {
         Self::with_env(config, |k| std::env::var(k).ok())
     }
 
-    pub fn with_env(config: &ClusterManagerConfig, env: impl Fn(&str) -> Option<String>) -> Result<ClusterManager> {
+    pub fn with_env(
+        config: &ClusterManagerConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ClusterManager> {
         let config = config.resolve(env)?;
         let provider = AnyProvider::for_kind(config.provider)?;
         Ok(ClusterManager {
@@ -78,7 +81,9 @@ impl ClusterManager {
     }
 
     fn host_kubeconfig_path(&self, cluster: &str) -> PathBuf {
-        self.config.kubeconfig_dir.join(format!("{cluster}.host.config"))
+        self.config
+            .kubeconfig_dir
+            .join(format!("{cluster}.host.config"))
     }
 
     fn lock_for(&self, cluster: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -90,18 +95,27 @@ impl ClusterManager {
         let host = self.config.docker_host.clone();
         guard
             .wait("connecting to the Docker Engine", async {
-                self.docker.get_or_try_init(|| docker::connect(host.as_deref())).await
+                self.docker
+                    .get_or_try_init(|| docker::connect(host.as_deref()))
+                    .await
             })
             .await
     }
 
     async fn ctx<'a>(&'a self, docker: &'a Docker) -> ProviderCtx<'a> {
         let me = if self.config.container_mode {
-            self.self_container.get_or_init(|| docker::self_container(docker)).await.as_deref()
+            self.self_container
+                .get_or_init(|| docker::self_container(docker))
+                .await
+                .as_deref()
         } else {
             None
         };
-        ProviderCtx { docker, config: &self.config, self_container: me }
+        ProviderCtx {
+            docker,
+            config: &self.config,
+            self_container: me,
+        }
     }
 
     fn guard(&self, subject: &str, cancel: &CancellationToken, timeout: Option<Duration>) -> Guard {
@@ -110,12 +124,21 @@ impl ClusterManager {
 
     /// Creates the cluster and waits until it is ready; an existing cluster is
     /// returned as it is (idempotent, as in KECS). On failure nothing remains.
-    pub async fn create(&self, name: &str, options: &CreateOptions, cancel: &CancellationToken) -> Result<ClusterInfo> {
+    pub async fn create(
+        &self,
+        name: &str,
+        options: &CreateOptions,
+        cancel: &CancellationToken,
+    ) -> Result<ClusterInfo> {
         let cluster = self.cluster_name(name)?;
         let plan = options.validate(&self.config.image)?;
         let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(plan.timeout));
         let lock = self.lock_for(&cluster);
-        let _held = guard.wait("waiting for another operation on the same cluster", async { Ok(lock.lock().await) }).await?;
+        let _held = guard
+            .wait("waiting for another operation on the same cluster", async {
+                Ok(lock.lock().await)
+            })
+            .await?;
         let docker = self.docker(&guard).await?;
         let cx = self.ctx(docker).await;
         guard.check("checking whether the cluster exists")?;
@@ -125,10 +148,16 @@ impl ClusterManager {
         }
         let kcs = self.provider.create(&cx, &cluster, &plan, &guard).await?;
         if let Err(err) = self.write_kubeconfigs(&cluster, &kcs, &guard) {
-            let rb = Guard::uncancellable(format!("rolling back cluster {cluster}"), DELETE_TIMEOUT, self.reporter.clone());
+            let rb = Guard::uncancellable(
+                format!("rolling back cluster {cluster}"),
+                DELETE_TIMEOUT,
+                self.reporter.clone(),
+            );
             self.remove_kubeconfigs(&cluster);
             if let Err(rb_err) = self.provider.delete(&cx, &cluster, &rb).await {
-                return Err(Error::Internal(format!("{err}; rolling back also failed, objects may remain: {rb_err}")));
+                return Err(Error::Internal(format!(
+                    "{err}; rolling back also failed, objects may remain: {rb_err}"
+                )));
             }
             return Err(err);
         }
@@ -163,7 +192,11 @@ impl ClusterManager {
         let cluster = self.cluster_name(name)?;
         let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(DELETE_TIMEOUT));
         let lock = self.lock_for(&cluster);
-        let _held = guard.wait("waiting for another operation on the same cluster", async { Ok(lock.lock().await) }).await?;
+        let _held = guard
+            .wait("waiting for another operation on the same cluster", async {
+                Ok(lock.lock().await)
+            })
+            .await?;
         let docker = self.docker(&guard).await?;
         let cx = self.ctx(docker).await;
         guard.check("deleting the cluster")?;
@@ -182,11 +215,21 @@ impl ClusterManager {
         let guard = self.guard(&format!("cluster {cluster}"), cancel, None);
         let docker = self.docker(&guard).await?;
         let cx = self.ctx(docker).await;
-        guard.wait("checking whether the cluster exists", self.provider.exists(&cx, &cluster)).await
+        guard
+            .wait(
+                "checking whether the cluster exists",
+                self.provider.exists(&cx, &cluster),
+            )
+            .await
     }
 
     /// Waits until an existing cluster's nodes are ready, at most `timeout`.
-    pub async fn wait_ready(&self, name: &str, timeout: Duration, cancel: &CancellationToken) -> Result<()> {
+    pub async fn wait_ready(
+        &self,
+        name: &str,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
         let cluster = self.cluster_name(name)?;
         let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(timeout));
         let docker = self.docker(&guard).await?;
@@ -201,11 +244,26 @@ impl ClusterManager {
         let guard = self.guard(&format!("cluster {cluster}"), cancel, None);
         let docker = self.docker(&guard).await?;
         let cx = self.ctx(docker).await;
-        if !guard.wait("looking up the cluster", self.provider.exists(&cx, &cluster)).await? {
+        if !guard
+            .wait(
+                "looking up the cluster",
+                self.provider.exists(&cx, &cluster),
+            )
+            .await?
+        {
             return Err(not_found(&cluster));
         }
-        let kcs = guard.wait("reading the kubeconfig", self.provider.kubeconfig(&cx, &cluster)).await?;
-        Ok(if self.config.container_mode { kcs.internal } else { kcs.host })
+        let kcs = guard
+            .wait(
+                "reading the kubeconfig",
+                self.provider.kubeconfig(&cx, &cluster),
+            )
+            .await?;
+        Ok(if self.config.container_mode {
+            kcs.internal
+        } else {
+            kcs.host
+        })
     }
 
     pub async fn info(&self, name: &str, cancel: &CancellationToken) -> Result<ClusterInfo> {
@@ -213,15 +271,27 @@ impl ClusterManager {
         let guard = self.guard(&format!("cluster {cluster}"), cancel, None);
         let docker = self.docker(&guard).await?;
         let cx = self.ctx(docker).await;
-        guard.wait("reading cluster info", self.info_in(&cx, &cluster)).await
+        guard
+            .wait("reading cluster info", self.info_in(&cx, &cluster))
+            .await
     }
 
     async fn info_in(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<ClusterInfo> {
-        let mut info = self.provider.info(cx, cluster).await?.ok_or_else(|| not_found(cluster))?;
-        info.kubeconfig_path = self.config.kubeconfig_dir.join(format!("{cluster}.config")).display().to_string();
+        let mut info = self
+            .provider
+            .info(cx, cluster)
+            .await?
+            .ok_or_else(|| not_found(cluster))?;
+        info.kubeconfig_path = self
+            .config
+            .kubeconfig_dir
+            .join(format!("{cluster}.config"))
+            .display()
+            .to_string();
         if info.status == "running" {
             if let Ok(kcs) = self.provider.kubeconfig(cx, cluster).await {
-                let reach = reachable_kubeconfig(cx, &self.provider.network_name(cluster), &kcs).await;
+                let reach =
+                    reachable_kubeconfig(cx, &self.provider.network_name(cluster), &kcs).await;
                 if let Ok(v) = readiness::server_version(reach, VERSION_TIMEOUT).await {
                     info.version = v;
                 }
@@ -235,9 +305,16 @@ impl ClusterManager {
         let guard = self.guard("listing clusters", cancel, None);
         let docker = self.docker(&guard).await?;
         let cx = self.ctx(docker).await;
-        let mut list = guard.wait("listing clusters", self.provider.list(&cx)).await?;
+        let mut list = guard
+            .wait("listing clusters", self.provider.list(&cx))
+            .await?;
         for c in &mut list {
-            c.kubeconfig_path = self.config.kubeconfig_dir.join(format!("{}.config", c.name)).display().to_string();
+            c.kubeconfig_path = self
+                .config
+                .kubeconfig_dir
+                .join(format!("{}.config", c.name))
+                .display()
+                .to_string();
         }
         Ok(list)
     }

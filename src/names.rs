@@ -47,7 +47,8 @@ pub fn is_rfc1123_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -58,7 +59,9 @@ pub fn validate_prefix(prefix: &str) -> Result<()> {
         return Ok(());
     }
     let ok = prefix.len() < MAX_CLUSTER_NAME_LEN
-        && prefix.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && prefix
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
         && !prefix.starts_with('-');
     if ok {
         Ok(())

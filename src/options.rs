@@ -143,16 +143,23 @@ pub struct CreatePlan {
 
 impl CreateOptions {
     pub fn from_json(json: &str) -> Result<Self> {
-        serde_json::from_str(json).map_err(|e| Error::InvalidArgument(format!("create options JSON: {e}")))
+        serde_json::from_str(json)
+            .map_err(|e| Error::InvalidArgument(format!("create options JSON: {e}")))
     }
 
     pub fn validate(&self, default_image: &str) -> Result<CreatePlan> {
         let bad = |m: String| Err(Error::InvalidArgument(m));
         if self.servers == 0 || self.servers > MAX_SERVERS {
-            return bad(format!("servers must be between 1 and {MAX_SERVERS}, got {}", self.servers));
+            return bad(format!(
+                "servers must be between 1 and {MAX_SERVERS}, got {}",
+                self.servers
+            ));
         }
         if self.agents > MAX_AGENTS {
-            return bad(format!("agents must be at most {MAX_AGENTS}, got {}", self.agents));
+            return bad(format!(
+                "agents must be at most {MAX_AGENTS}, got {}",
+                self.agents
+            ));
         }
         let image = match &self.image {
             Some(i) if !i.is_empty() => i.clone(),
@@ -168,7 +175,9 @@ impl CreateOptions {
         }
         for (k, v) in &self.env {
             if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-                return bad(format!("env name {k:?} is not valid: it must be non-empty and contain no '=' or NUL"));
+                return bad(format!(
+                    "env name {k:?} is not valid: it must be non-empty and contain no '=' or NUL"
+                ));
             }
         }
         for k in self.labels.keys() {
@@ -180,17 +189,32 @@ impl CreateOptions {
         let mut seen = HashSet::new();
         for p in &self.ports {
             let v = validate_port(p, self.servers, self.agents)?;
-            if v.host_port != 0 && !seen.insert((v.host_port, v.protocol.clone(), v.host_ip.clone())) {
-                return bad(format!("host port {}/{} is mapped twice", v.host_port, v.protocol));
+            if v.host_port != 0
+                && !seen.insert((v.host_port, v.protocol.clone(), v.host_ip.clone()))
+            {
+                return bad(format!(
+                    "host port {}/{} is mapped twice",
+                    v.host_port, v.protocol
+                ));
             }
             ports.push(v);
         }
-        if self.api_port != 0 && ports.iter().any(|p| p.host_port == self.api_port && p.protocol == "tcp") {
-            return bad(format!("apiPort {} is also used by a port mapping", self.api_port));
+        if self.api_port != 0
+            && ports
+                .iter()
+                .any(|p| p.host_port == self.api_port && p.protocol == "tcp")
+        {
+            return bad(format!(
+                "apiPort {} is also used by a port mapping",
+                self.api_port
+            ));
         }
         for v in &self.volumes {
             if !v.container_path.starts_with('/') {
-                return bad(format!("volume containerPath {:?} must be an absolute path", v.container_path));
+                return bad(format!(
+                    "volume containerPath {:?} must be an absolute path",
+                    v.container_path
+                ));
             }
             if v.source.is_empty() || (v.source.contains('/') && !v.source.starts_with('/')) {
                 return bad(format!(
@@ -199,7 +223,10 @@ impl CreateOptions {
                 ));
             }
             if v.source.contains(':') || v.container_path.contains(':') {
-                return bad(format!("volume {:?}:{:?} must not contain ':'", v.source, v.container_path));
+                return bad(format!(
+                    "volume {:?}:{:?} must not contain ':'",
+                    v.source, v.container_path
+                ));
             }
         }
         Ok(CreatePlan {
@@ -233,7 +260,11 @@ pub fn parse_node_ref(s: &str, servers: u32, agents: u32) -> Result<NodeRef> {
         _ => return Err(err()),
     };
     let index: u32 = idx.parse().map_err(|_| err())?;
-    let count = if role == Role::Server { servers } else { agents };
+    let count = if role == Role::Server {
+        servers
+    } else {
+        agents
+    };
     if index >= count {
         return Err(err());
     }
@@ -242,7 +273,9 @@ pub fn parse_node_ref(s: &str, servers: u32, agents: u32) -> Result<NodeRef> {
 
 fn parse_k3s_arg(arg: &str, servers: u32, agents: u32) -> Result<(String, NodeFilter)> {
     if arg.is_empty() || arg.contains('\0') {
-        return Err(Error::InvalidArgument(format!("k3s argument {arg:?} is empty or contains NUL")));
+        return Err(Error::InvalidArgument(format!(
+            "k3s argument {arg:?} is empty or contains NUL"
+        )));
     }
     let Some((value, filter)) = arg.rsplit_once('@') else {
         return Ok((arg.to_string(), NodeFilter::Role(Role::Server)));
@@ -251,7 +284,9 @@ fn parse_k3s_arg(arg: &str, servers: u32, agents: u32) -> Result<(String, NodeFi
         "all" => NodeFilter::All,
         "server" | "servers" | "server:*" | "servers:*" => NodeFilter::Role(Role::Server),
         "agent" | "agents" | "agent:*" | "agents:*" => NodeFilter::Role(Role::Agent),
-        f if f.starts_with("server") || f.starts_with("agent") => NodeFilter::One(parse_node_ref(f, servers, agents)?),
+        f if f.starts_with("server") || f.starts_with("agent") => {
+            NodeFilter::One(parse_node_ref(f, servers, agents)?)
+        }
         // an '@' that is part of the value, not a filter
         _ => return Ok((arg.to_string(), NodeFilter::Role(Role::Server))),
     };
@@ -260,20 +295,33 @@ fn parse_k3s_arg(arg: &str, servers: u32, agents: u32) -> Result<(String, NodeFi
 
 fn validate_port(p: &PortMapping, servers: u32, agents: u32) -> Result<ValidPort> {
     if p.container_port == 0 {
-        return Err(Error::InvalidArgument("port mapping needs a containerPort between 1 and 65535".into()));
+        return Err(Error::InvalidArgument(
+            "port mapping needs a containerPort between 1 and 65535".into(),
+        ));
     }
-    let protocol = p.protocol.clone().unwrap_or_else(|| "tcp".into()).to_ascii_lowercase();
+    let protocol = p
+        .protocol
+        .clone()
+        .unwrap_or_else(|| "tcp".into())
+        .to_ascii_lowercase();
     if !["tcp", "udp", "sctp"].contains(&protocol.as_str()) {
-        return Err(Error::InvalidArgument(format!("port protocol {protocol:?} must be tcp, udp or sctp")));
+        return Err(Error::InvalidArgument(format!(
+            "port protocol {protocol:?} must be tcp, udp or sctp"
+        )));
     }
     if let Some(ip) = &p.host_ip {
         if ip.parse::<IpAddr>().is_err() {
-            return Err(Error::InvalidArgument(format!("port hostIp {ip:?} is not an IP address")));
+            return Err(Error::InvalidArgument(format!(
+                "port hostIp {ip:?} is not an IP address"
+            )));
         }
     }
     let node = match &p.node {
         Some(n) => parse_node_ref(n, servers, agents)?,
-        None => NodeRef { role: Role::Server, index: 0 },
+        None => NodeRef {
+            role: Role::Server,
+            index: 0,
+        },
     };
     Ok(ValidPort {
         host_port: p.host_port,
@@ -307,9 +355,27 @@ mod tests {
             "env":{"A":"1"},"labels":{"team":"x"},"ports":[{"hostPort":8080,"containerPort":80,"node":"agent:1"}],
             "volumes":[{"source":"/data","containerPath":"/data","readOnly":true}],"apiPort":6550,"waitReady":false,"timeoutMs":5000}"#)
         .unwrap();
-        assert_eq!(p.k3s_args[0], ("--disable=traefik".into(), NodeFilter::Role(Role::Server)));
-        assert_eq!(p.k3s_args[1], ("--node-taint=a".into(), NodeFilter::One(NodeRef { role: Role::Agent, index: 1 })));
-        assert_eq!(p.ports[0].node, NodeRef { role: Role::Agent, index: 1 });
+        assert_eq!(
+            p.k3s_args[0],
+            ("--disable=traefik".into(), NodeFilter::Role(Role::Server))
+        );
+        assert_eq!(
+            p.k3s_args[1],
+            (
+                "--node-taint=a".into(),
+                NodeFilter::One(NodeRef {
+                    role: Role::Agent,
+                    index: 1
+                })
+            )
+        );
+        assert_eq!(
+            p.ports[0].node,
+            NodeRef {
+                role: Role::Agent,
+                index: 1
+            }
+        );
         assert_eq!(p.ports[0].protocol, "tcp");
     }
 

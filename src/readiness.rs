@@ -38,7 +38,11 @@ pub async fn wait_nodes_ready(kubeconfig_yaml: &str, expected: usize, guard: &Gu
     let mut pause = Duration::from_millis(20);
     let mut last = String::from("no answer yet");
     loop {
-        let attempt = guard.wait(&step, async { Ok(nodes.list(&ListParams::default()).await) }).await;
+        let attempt = guard
+            .wait(&step, async {
+                Ok(nodes.list(&ListParams::default()).await)
+            })
+            .await;
         let attempt = match attempt {
             Ok(r) => r,
             Err(e) if e.code() == ErrorCode::Timeout => {
@@ -61,9 +65,18 @@ pub async fn wait_nodes_ready(kubeconfig_yaml: &str, expected: usize, guard: &Gu
             }
             Err(e) => last = format!("API error: {e}"),
         }
-        let slept = guard.wait(&step, async { tokio::time::sleep(pause).await; Ok(()) }).await;
+        let slept = guard
+            .wait(&step, async {
+                tokio::time::sleep(pause).await;
+                Ok(())
+            })
+            .await;
         if let Err(e) = slept {
-            return Err(if e.code() == ErrorCode::Timeout { Error::Timeout(format!("{e} (last seen: {last})")) } else { e });
+            return Err(if e.code() == ErrorCode::Timeout {
+                Error::Timeout(format!("{e} (last seen: {last})"))
+            } else {
+                e
+            });
         }
         pause = (pause * 2).min(Duration::from_millis(250));
     }

@@ -8,13 +8,16 @@ use kube::api::{Api, ListParams};
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use kecs_cluster::{CancellationToken, ClusterManager, ClusterManagerConfig, CreateOptions, ErrorCode};
+use kecs_cluster::{
+    CancellationToken, ClusterManager, ClusterManagerConfig, CreateOptions, ErrorCode,
+};
 use support::*;
 
 struct Ctx {
+    _gate: Gate,
     _dir: TempDir,
     dir: std::path::PathBuf,
-    config: ClusterManagerConfig,
+    _config: ClusterManagerConfig,
     manager: ClusterManager,
     name: String,
     full: String,
@@ -22,6 +25,15 @@ struct Ctx {
 }
 
 async fn setup(provider: &str, tag: &str, tweak: impl FnOnce(&mut ClusterManagerConfig)) -> Ctx {
+    setup_gated(provider, tag, tweak, shared()).await
+}
+
+async fn setup_gated(
+    provider: &str,
+    tag: &str,
+    tweak: impl FnOnce(&mut ClusterManagerConfig),
+    gate: Gate,
+) -> Ctx {
     ensure_sim_image().await;
     let dir = TempDir::new(tag);
     let mut config = config(dir.path(), provider);
@@ -29,8 +41,20 @@ async fn setup(provider: &str, tag: &str, tweak: impl FnOnce(&mut ClusterManager
     let manager = ClusterManager::new(&config).expect("manager");
     let name = unique_name(tag);
     let full = manager.cluster_name(&name).unwrap();
-    let guard = ClusterGuard { config: config.clone(), name: full.clone() };
-    Ctx { dir: dir.path().to_path_buf(), _dir: dir, config, manager, name, full, _guard: guard }
+    let guard = ClusterGuard {
+        config: config.clone(),
+        name: full.clone(),
+    };
+    Ctx {
+        _gate: gate,
+        dir: dir.path().to_path_buf(),
+        _dir: dir,
+        _config: config,
+        manager,
+        name,
+        full,
+        _guard: guard,
+    }
 }
 
 fn never() -> CancellationToken {
@@ -38,7 +62,9 @@ fn never() -> CancellationToken {
 }
 
 async fn ready_nodes(kubeconfig_yaml: &str) -> Vec<String> {
-    let client = kecs_cluster::readiness::client(kubeconfig_yaml, Duration::from_secs(5)).await.unwrap();
+    let client = kecs_cluster::readiness::client(kubeconfig_yaml, Duration::from_secs(5))
+        .await
+        .unwrap();
     let nodes: Api<Node> = Api::all(client);
     nodes
         .list(&ListParams::default())
@@ -57,21 +83,40 @@ async fn ready_nodes(kubeconfig_yaml: &str) -> Vec<String> {
 }
 
 async fn assert_gone(c: &Ctx) {
-    assert!(!c.manager.exists(&c.name, &never()).await.unwrap(), "cluster still exists");
-    assert_eq!(leftovers(&c.full).await, Vec::<String>::new(), "Docker objects left behind");
-    assert_eq!(files_in(&c.dir), Vec::<String>::new(), "kubeconfig files left behind");
+    assert!(
+        !c.manager.exists(&c.name, &never()).await.unwrap(),
+        "cluster still exists"
+    );
+    assert_eq!(
+        leftovers(&c.full).await,
+        Vec::<String>::new(),
+        "Docker objects left behind"
+    );
+    assert_eq!(
+        files_in(&c.dir),
+        Vec::<String>::new(),
+        "kubeconfig files left behind"
+    );
 }
 
 // ---- lifecycle ---------------------------------------------------------------
 
 async fn single_server(provider: &str) {
     let c = setup(provider, "one", |_| {}).await;
-    let info = c.manager.create(&c.name, &CreateOptions::default(), &never()).await.unwrap();
+    let info = c
+        .manager
+        .create(&c.name, &CreateOptions::default(), &never())
+        .await
+        .unwrap();
     assert_eq!(info.name, c.full);
     assert_eq!(info.status, "running");
     assert_eq!(info.provider, provider);
     assert_eq!(info.node_count, 1);
-    assert!(info.version.starts_with("v1."), "version {:?}", info.version);
+    assert!(
+        info.version.starts_with("v1."),
+        "version {:?}",
+        info.version
+    );
     assert_eq!(info.api_host, "127.0.0.1");
 
     // kubeconfig file: where GetKubeconfigPath says, mode 0600, usable from the host
@@ -85,13 +130,21 @@ async fn single_server(provider: &str) {
     assert_eq!(c.manager.kubeconfig(&c.name, &never()).await.unwrap(), yaml);
 
     // the API port answers on loopback
-    std::net::TcpStream::connect(("127.0.0.1", info.api_port)).expect("API port bound on 127.0.0.1");
+    std::net::TcpStream::connect(("127.0.0.1", info.api_port))
+        .expect("API port bound on 127.0.0.1");
 
     assert!(c.manager.exists(&c.name, &never()).await.unwrap());
     let list = c.manager.list(&never()).await.unwrap();
-    assert!(list.iter().any(|i| i.name == c.full), "list misses {}", c.full);
+    assert!(
+        list.iter().any(|i| i.name == c.full),
+        "list misses {}",
+        c.full
+    );
 
-    c.manager.wait_ready(&c.name, Duration::from_secs(10), &never()).await.unwrap();
+    c.manager
+        .wait_ready(&c.name, Duration::from_secs(10), &never())
+        .await
+        .unwrap();
     c.manager.delete(&c.name, &never()).await.unwrap();
     assert_gone(&c).await;
     // delete is idempotent
@@ -104,10 +157,16 @@ async fn single_server(provider: &str) {
 
 async fn server_and_two_agents(provider: &str) {
     let c = setup(provider, "agt", |_| {}).await;
-    let opts = CreateOptions { agents: 2, ..Default::default() };
+    let opts = CreateOptions {
+        agents: 2,
+        ..Default::default()
+    };
     let info = c.manager.create(&c.name, &opts, &never()).await.unwrap();
     assert_eq!(info.node_count, 3);
-    assert_eq!(info.nodes.iter().filter(|n| n.state == "running").count(), 3);
+    assert_eq!(
+        info.nodes.iter().filter(|n| n.state == "running").count(),
+        3
+    );
     let yaml = std::fs::read_to_string(c.manager.kubeconfig_path(&c.name).unwrap()).unwrap();
     assert_eq!(ready_nodes(&yaml).await.len(), 3);
     c.manager.delete(&c.name, &never()).await.unwrap();
@@ -116,30 +175,48 @@ async fn server_and_two_agents(provider: &str) {
 
 async fn create_and_delete_twice(provider: &str) {
     let c = setup(provider, "twice", |_| {}).await;
-    let first = c.manager.create(&c.name, &CreateOptions::default(), &never()).await.unwrap();
+    let first = c
+        .manager
+        .create(&c.name, &CreateOptions::default(), &never())
+        .await
+        .unwrap();
     // idempotent: the existing cluster is returned, nothing is recreated
-    let again = c.manager.create(&c.full, &CreateOptions::default(), &never()).await.unwrap();
+    let again = c
+        .manager
+        .create(&c.full, &CreateOptions::default(), &never())
+        .await
+        .unwrap();
     assert_eq!(first.api_port, again.api_port);
     assert_eq!(first.nodes, again.nodes);
     c.manager.delete(&c.full, &never()).await.unwrap();
     c.manager.delete(&c.name, &never()).await.unwrap();
     assert_gone(&c).await;
     // and the same name can be created again afterwards
-    c.manager.create(&c.name, &CreateOptions::default(), &never()).await.unwrap();
+    c.manager
+        .create(&c.name, &CreateOptions::default(), &never())
+        .await
+        .unwrap();
     c.manager.delete(&c.name, &never()).await.unwrap();
     assert_gone(&c).await;
 }
 
 async fn container_mode_urls(provider: &str) {
     let c = setup(provider, "cm", |cfg| cfg.container_mode = Some(true)).await;
-    let info = c.manager.create(&c.name, &CreateOptions::default(), &never()).await.unwrap();
+    let info = c
+        .manager
+        .create(&c.name, &CreateOptions::default(), &never())
+        .await
+        .unwrap();
     let main = std::fs::read_to_string(c.dir.join(format!("{}.config", c.full))).unwrap();
     let host = std::fs::read_to_string(c.dir.join(format!("{}.host.config", c.full))).unwrap();
     let internal = match provider {
         "kind" => format!("https://{}-control-plane:6443", c.full),
         _ => format!("https://k3d-{}-server-0:6443", c.full),
     };
-    assert_eq!(kecs_cluster::kubeconfig::server_url(&main).as_deref(), Some(internal.as_str()));
+    assert_eq!(
+        kecs_cluster::kubeconfig::server_url(&main).as_deref(),
+        Some(internal.as_str())
+    );
     assert_eq!(
         kecs_cluster::kubeconfig::server_url(&host),
         Some(format!("https://127.0.0.1:{}", info.api_port))
@@ -152,32 +229,57 @@ async fn container_mode_urls(provider: &str) {
 // ---- failure paths: each leaves nothing behind ---------------------------------
 
 async fn missing_image(provider: &str) {
-    let c = setup(provider, "noimg", |cfg| cfg.image = Some("kecs-sim/does-not-exist:never".into())).await;
-    let e = c.manager.create(&c.name, &CreateOptions::default(), &never()).await.unwrap_err();
+    let c = setup(provider, "noimg", |cfg| {
+        cfg.image = Some("kecs-sim/does-not-exist:never".into())
+    })
+    .await;
+    let e = c
+        .manager
+        .create(&c.name, &CreateOptions::default(), &never())
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), ErrorCode::ImageUnavailable, "{e}");
-    assert!(e.to_string().contains("kecs-sim/does-not-exist:never"), "{e}");
+    assert!(
+        e.to_string().contains("kecs-sim/does-not-exist:never"),
+        "{e}"
+    );
     assert_gone(&c).await;
 }
 
 async fn node_exits_before_ready(provider: &str) {
     let c = setup(provider, "exit", |_| {}).await;
-    let opts = CreateOptions { env: [("SIM_EXIT_BEFORE_READY".to_string(), "3".to_string())].into(), ..Default::default() };
-    let e = c.manager.create(&c.name, &opts, &never()).await.unwrap_err();
+    let opts = CreateOptions {
+        env: [("SIM_EXIT_BEFORE_READY".to_string(), "3".to_string())].into(),
+        ..Default::default()
+    };
+    let e = c
+        .manager
+        .create(&c.name, &opts, &never())
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("exit code 3"), "{e}");
     assert_gone(&c).await;
 }
 
 async fn node_never_ready_times_out(provider: &str) {
-    let c = setup(provider, "hang", |_| {}).await;
+    let c = setup_gated(provider, "hang", |_| {}, exclusive()).await;
     let opts = CreateOptions {
         env: [("SIM_NEVER_READY".to_string(), "1".to_string())].into(),
         timeout_ms: 3_000,
         ..Default::default()
     };
     let started = Instant::now();
-    let e = c.manager.create(&c.name, &opts, &never()).await.unwrap_err();
+    let e = c
+        .manager
+        .create(&c.name, &opts, &never())
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), ErrorCode::Timeout, "{e}");
-    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_gone(&c).await;
 }
 
@@ -185,15 +287,22 @@ async fn api_port_in_use(provider: &str) {
     let c = setup(provider, "port", |_| {}).await;
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let opts = CreateOptions { api_port: port, ..Default::default() };
-    let e = c.manager.create(&c.name, &opts, &never()).await.unwrap_err();
+    let opts = CreateOptions {
+        api_port: port,
+        ..Default::default()
+    };
+    let e = c
+        .manager
+        .create(&c.name, &opts, &never())
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidArgument, "{e}");
     assert!(e.to_string().contains("in use"), "{e}");
     assert_gone(&c).await;
 }
 
 async fn cancel_during_create(provider: &str) {
-    let c = setup(provider, "cancel", |_| {}).await;
+    let c = setup_gated(provider, "cancel", |_| {}, exclusive()).await;
     let opts = CreateOptions {
         env: [("SIM_READY_DELAY_MS".to_string(), "20000".to_string())].into(),
         ..Default::default()
@@ -201,24 +310,43 @@ async fn cancel_during_create(provider: &str) {
     let token = CancellationToken::new();
     let trigger = token.clone();
     let m = &c.manager;
-    let (result, elapsed) = tokio::join!(m.create(&c.name, &opts, &token), async {
-        // cancel once the first node container exists
-        let docker = docker().await;
-        loop {
-            let n = kecs_cluster::docker::containers_with_labels(&docker, &[("k3d.cluster", c.full.as_str())]).await.unwrap().len()
-                + kecs_cluster::docker::containers_with_labels(&docker, &[("io.x-k8s.kind.cluster", c.full.as_str())]).await.unwrap().len();
-            if n > 0 {
-                break;
+    let ((result, returned), cancelled_at) = tokio::join!(
+        async { (m.create(&c.name, &opts, &token).await, Instant::now()) },
+        async {
+            // cancel once the first node container exists
+            let docker = docker().await;
+            loop {
+                let n = kecs_cluster::docker::containers_with_labels(
+                    &docker,
+                    &[("k3d.cluster", c.full.as_str())],
+                )
+                .await
+                .unwrap()
+                .len()
+                    + kecs_cluster::docker::containers_with_labels(
+                        &docker,
+                        &[("io.x-k8s.kind.cluster", c.full.as_str())],
+                    )
+                    .await
+                    .unwrap()
+                    .len();
+                if n > 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            let at = Instant::now();
+            trigger.cancel();
+            at
         }
-        let at = Instant::now();
-        trigger.cancel();
-        at
-    });
+    );
     let e = result.unwrap_err();
     assert_eq!(e.code(), ErrorCode::Cancelled, "{e}");
-    assert!(elapsed.elapsed() < Duration::from_secs(1), "returned {:?} after cancel", elapsed.elapsed());
+    let latency = returned.duration_since(cancelled_at);
+    assert!(
+        latency < Duration::from_secs(1),
+        "returned {latency:?} after cancel"
+    );
     assert_gone(&c).await;
 }
 
@@ -255,21 +383,49 @@ async fn invalid_names_fail_before_any_docker_call() {
         ..Default::default()
     };
     let m = ClusterManager::new(&cfg).unwrap();
-    for bad in ["", "Bad_Name", "kecs-", "way-too-long-name-for-a-k3d-cluster", "a.b"] {
-        let e = m.create(bad, &CreateOptions::default(), &never()).await.unwrap_err();
+    for bad in [
+        "",
+        "Bad_Name",
+        "kecs-",
+        "way-too-long-name-for-a-k3d-cluster",
+        "a.b",
+    ] {
+        let e = m
+            .create(bad, &CreateOptions::default(), &never())
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), ErrorCode::InvalidArgument, "{bad:?}: {e}");
-        assert_eq!(m.exists(bad, &never()).await.unwrap_err().code(), ErrorCode::InvalidArgument);
-        assert_eq!(m.delete(bad, &never()).await.unwrap_err().code(), ErrorCode::InvalidArgument);
+        assert_eq!(
+            m.exists(bad, &never()).await.unwrap_err().code(),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            m.delete(bad, &never()).await.unwrap_err().code(),
+            ErrorCode::InvalidArgument
+        );
     }
-    let bad_opts = CreateOptions { servers: 0, ..Default::default() };
-    assert_eq!(m.create("ok", &bad_opts, &never()).await.unwrap_err().code(), ErrorCode::InvalidArgument);
+    let bad_opts = CreateOptions {
+        servers: 0,
+        ..Default::default()
+    };
+    assert_eq!(
+        m.create("ok", &bad_opts, &never())
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::InvalidArgument
+    );
     assert!(files_in(dir.path()).is_empty());
 }
 
 #[tokio::test]
 async fn unreachable_docker_host_is_reported_quickly() {
     let dir = TempDir::new("unr");
-    for host in ["tcp://127.0.0.1:1", "unix:///nonexistent/docker.sock", "tcp://10.255.255.1:2375"] {
+    for host in [
+        "tcp://127.0.0.1:1",
+        "unix:///nonexistent/docker.sock",
+        "tcp://10.255.255.1:2375",
+    ] {
         let cfg = ClusterManagerConfig {
             docker_host: Some(host.into()),
             kubeconfig_path: Some(dir.path().display().to_string()),
@@ -279,7 +435,11 @@ async fn unreachable_docker_host_is_reported_quickly() {
         let started = Instant::now();
         let e = m.exists("web", &never()).await.unwrap_err();
         assert_eq!(e.code(), ErrorCode::DockerUnavailable, "{host}: {e}");
-        assert!(started.elapsed() < Duration::from_millis(2500), "{host}: took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(2500),
+            "{host}: took {:?}",
+            started.elapsed()
+        );
         assert!(e.to_string().contains(host), "{e}");
     }
 }
@@ -287,15 +447,34 @@ async fn unreachable_docker_host_is_reported_quickly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_servers_init_and_joins() {
     let c = setup("k3d", "ha", |_| {}).await;
-    let opts = CreateOptions { servers: 3, ..Default::default() };
+    let opts = CreateOptions {
+        servers: 3,
+        ..Default::default()
+    };
     let info = c.manager.create(&c.name, &opts, &never()).await.unwrap();
     assert_eq!(info.node_count, 3);
     let yaml = std::fs::read_to_string(c.manager.kubeconfig_path(&c.name).unwrap()).unwrap();
     assert_eq!(ready_nodes(&yaml).await.len(), 3);
     let docker = docker().await;
-    let s0 = docker.inspect_container(&format!("k3d-{}-server-0", c.full), None::<bollard::query_parameters::InspectContainerOptions>).await.unwrap();
-    assert!(s0.config.as_ref().unwrap().cmd.as_ref().unwrap().contains(&"--cluster-init".to_string()));
-    assert_eq!(s0.config.unwrap().labels.unwrap()["k3d.server.init"], "true");
+    let s0 = docker
+        .inspect_container(
+            &format!("k3d-{}-server-0", c.full),
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .unwrap();
+    assert!(s0
+        .config
+        .as_ref()
+        .unwrap()
+        .cmd
+        .as_ref()
+        .unwrap()
+        .contains(&"--cluster-init".to_string()));
+    assert_eq!(
+        s0.config.unwrap().labels.unwrap()["k3d.server.init"],
+        "true"
+    );
     c.manager.delete(&c.name, &never()).await.unwrap();
     assert_gone(&c).await;
 }
@@ -303,20 +482,42 @@ async fn three_servers_init_and_joins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn k3d_objects_and_labels_match_the_contract() {
     let c = setup("k3d", "lbl", |_| {}).await;
-    let opts = CreateOptions { agents: 1, ..Default::default() };
+    let opts = CreateOptions {
+        agents: 1,
+        ..Default::default()
+    };
     c.manager.create(&c.name, &opts, &never()).await.unwrap();
     let docker = docker().await;
     let server = docker
-        .inspect_container(&format!("k3d-{}-server-0", c.full), None::<bollard::query_parameters::InspectContainerOptions>)
+        .inspect_container(
+            &format!("k3d-{}-server-0", c.full),
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
         .await
         .unwrap();
     let cfg = server.config.unwrap();
     let labels = cfg.labels.unwrap();
     let net = format!("k3d-{}", c.full);
-    for (k, v) in [("app", "k3d"), ("k3d.role", "server"), ("k3d.cluster", c.full.as_str()), ("k3d.cluster.network", net.as_str()), ("k3d.cluster.network.external", "false"), ("k3d.server.api.hostIP", "127.0.0.1")] {
+    for (k, v) in [
+        ("app", "k3d"),
+        ("k3d.role", "server"),
+        ("k3d.cluster", c.full.as_str()),
+        ("k3d.cluster.network", net.as_str()),
+        ("k3d.cluster.network.external", "false"),
+        ("k3d.server.api.hostIP", "127.0.0.1"),
+    ] {
         assert_eq!(labels.get(k).map(String::as_str), Some(v), "label {k}");
     }
-    for k in ["k3d.version", "k3d.cluster.url", "k3d.cluster.token", "k3d.cluster.network.id", "k3d.cluster.network.iprange", "k3d.server.api.port", "k3d.server.api.host", "k3d.cluster.imageVolume"] {
+    for k in [
+        "k3d.version",
+        "k3d.cluster.url",
+        "k3d.cluster.token",
+        "k3d.cluster.network.id",
+        "k3d.cluster.network.iprange",
+        "k3d.server.api.port",
+        "k3d.server.api.host",
+        "k3d.cluster.imageVolume",
+    ] {
         assert!(labels.contains_key(k), "label {k} missing");
     }
     let token = &labels["k3d.cluster.token"];
@@ -326,21 +527,36 @@ async fn k3d_objects_and_labels_match_the_contract() {
     assert!(env.contains(&"K3S_KUBECONFIG_OUTPUT=/output/kubeconfig.yaml".to_string()));
     let hc = server.host_config.unwrap();
     assert_eq!(hc.init, Some(true));
-    assert_eq!(hc.restart_policy.unwrap().name.unwrap().to_string(), "unless-stopped");
+    assert_eq!(
+        hc.restart_policy.unwrap().name.unwrap().to_string(),
+        "unless-stopped"
+    );
     assert!(hc.tmpfs.unwrap().contains_key("/run"));
     let binding = &hc.port_bindings.unwrap()["6443/tcp"].clone().unwrap()[0];
     assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
     let agent = docker
-        .inspect_container(&format!("k3d-{}-agent-0", c.full), None::<bollard::query_parameters::InspectContainerOptions>)
+        .inspect_container(
+            &format!("k3d-{}-agent-0", c.full),
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
         .await
         .unwrap();
     let aenv = agent.config.unwrap().env.unwrap();
     assert!(aenv.contains(&format!("K3S_URL=https://k3d-{}-server-0:6443", c.full)));
     // network and image volume as k3d makes them
-    let n = docker.inspect_network(&net, None::<bollard::query_parameters::InspectNetworkOptions>).await.unwrap();
+    let n = docker
+        .inspect_network(
+            &net,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .unwrap();
     assert_eq!(n.driver.as_deref(), Some("bridge"));
     assert_eq!(n.labels.unwrap()["app"], "k3d");
-    docker.inspect_volume(&format!("k3d-{}-images", c.full)).await.unwrap();
+    docker
+        .inspect_volume(&format!("k3d-{}-images", c.full))
+        .await
+        .unwrap();
     c.manager.delete(&c.name, &never()).await.unwrap();
     assert_gone(&c).await;
 }
@@ -351,20 +567,31 @@ async fn delete_keeps_a_network_it_did_not_create() {
     let docker = docker().await;
     let net = format!("k3d-{}", c.full);
     docker
-        .create_network(bollard::models::NetworkCreateRequest { name: net.clone(), ..Default::default() })
+        .create_network(bollard::models::NetworkCreateRequest {
+            name: net.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     struct NetGuard(String);
     impl Drop for NetGuard {
         fn drop(&mut self) {
-            let _ = std::process::Command::new("docker").args(["network", "rm", &self.0]).output();
+            let _ = std::process::Command::new("docker")
+                .args(["network", "rm", &self.0])
+                .output();
         }
     }
     let _g = NetGuard(net.clone());
-    c.manager.create(&c.name, &CreateOptions::default(), &never()).await.unwrap();
+    c.manager
+        .create(&c.name, &CreateOptions::default(), &never())
+        .await
+        .unwrap();
     c.manager.delete(&c.name, &never()).await.unwrap();
     docker
-        .inspect_network(&net, None::<bollard::query_parameters::InspectNetworkOptions>)
+        .inspect_network(
+            &net,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
         .await
         .expect("the user's network must survive delete");
 }

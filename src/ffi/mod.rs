@@ -1,1 +1,413 @@
-//! C ABI (see include/kecs_cluster.h).
+//! The C ABI (`include/kecs_cluster.h`, generated from this module by cbindgen).
+//!
+//! Every function catches panics, checks its pointers, and reports failures as a
+//! `kecs_status_t` plus, when the caller passes `err`, an error object. Rust
+//! callers should use [`crate::ClusterManager`] instead.
+
+mod boundary;
+pub mod types;
+
+use std::ffi::{c_char, CString};
+use std::time::Duration;
+
+use boundary::{
+    cancel_arg, into_c_string, manager_arg, opt_str_arg, out_arg, run, run_or, str_arg,
+};
+pub use types::{kecs_status_t, KecsCancel, KecsError, KecsManager, ABI_VERSION};
+
+use crate::config::ClusterManagerConfig;
+use crate::error::Error;
+use crate::manager::ClusterManager;
+use crate::options::CreateOptions;
+
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+
+/// The library's version, e.g. "0.1.0". Static storage: never free it.
+#[no_mangle]
+pub extern "C" fn kecs_version() -> *const c_char {
+    VERSION.as_ptr().cast()
+}
+
+/// The ABI version the library implements; equals `KECS_ABI_VERSION` of the
+/// header it was built with.
+#[no_mangle]
+pub extern "C" fn kecs_abi_version() -> u32 {
+    ABI_VERSION
+}
+
+/// Creates a manager from a JSON config (camelCase fields of
+/// ClusterManagerConfig; NULL = defaults plus the environment). Makes no Docker
+/// call: the engine is contacted on first use. Starts a small tokio runtime
+/// (threads named `kecs-worker`).
+///
+/// On success writes the new manager to `*out` (free it with
+/// `kecs_manager_free`). `out` must not be NULL.
+///
+/// # Safety
+/// `config_json` is NULL or a NUL-terminated string; `out` and `err` are NULL or
+/// valid pointers.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn kecs_manager_new(
+    config_json: *const c_char,
+    out: *mut *mut KecsManager,
+    err: *mut *mut KecsError,
+) -> kecs_status_t {
+    run("kecs_manager_new", err, || {
+        out_arg(out, "out")?;
+        let config = match unsafe { opt_str_arg(config_json, "config_json") }? {
+            Some(json) => ClusterManagerConfig::from_json(json)?,
+            None => ClusterManagerConfig::default(),
+        };
+        let manager = ClusterManager::new(&config)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("kecs-worker")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Internal(format!("starting the runtime: {e}")))?;
+        let m = Box::new(KecsManager {
+            runtime: Some(runtime),
+            manager,
+        });
+        // SAFETY: checked non-NULL above.
+        unsafe { *out = Box::into_raw(m) };
+        Ok(())
+    })
+}
+
+/// Frees a manager and shuts its runtime down (waiting at most about a second
+/// for background work). NULL is ignored. No call may be in flight on `m` and
+/// `m` must not be used afterwards.
+///
+/// # Safety
+/// `m` is NULL or a pointer from `kecs_manager_new` not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn kecs_manager_free(m: *mut KecsManager) {
+    if m.is_null() {
+        return;
+    }
+    run_or((), || {
+        // SAFETY: the caller gives up ownership of a pointer from kecs_manager_new.
+        let mut m = unsafe { Box::from_raw(m) };
+        if let Some(rt) = m.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+    })
+}
+
+/// Creates a cluster and blocks until it is ready (or fails, times out, or is
+/// cancelled — in which case everything it created is removed). `options_json`
+/// holds CreateOptions (camelCase; NULL = defaults). An existing cluster is not
+/// an error (idempotent).
+///
+/// # Safety
+/// `m` from `kecs_manager_new`; strings NUL-terminated or NULL; `cancel` NULL or
+/// from `kecs_cancel_new`; `err` NULL or valid.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn kecs_cluster_create(
+    m: *const KecsManager,
+    name: *const c_char,
+    options_json: *const c_char,
+    cancel: *const KecsCancel,
+    err: *mut *mut KecsError,
+) -> kecs_status_t {
+    run("kecs_cluster_create", err, || {
+        let m = unsafe { manager_arg(m) }?;
+        let name = unsafe { str_arg(name, "name") }?;
+        let options = match unsafe { opt_str_arg(options_json, "options_json") }? {
+            Some(json) => CreateOptions::from_json(json)?,
+            None => CreateOptions::default(),
+        };
+        let token = unsafe { cancel_arg(cancel) };
+        m.block_on(m.manager.create(name, &options, &token))
+            .map(|_| ())
+    })
+}
+
+/// Deletes a cluster and the kubeconfig files this library wrote for it. A
+/// missing cluster is not an error. Blocks.
+///
+/// # Safety
+/// As for `kecs_cluster_create`.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn kecs_cluster_delete(
+    m: *const KecsManager,
+    name: *const c_char,
+    cancel: *const KecsCancel,
+    err: *mut *mut KecsError,
+) -> kecs_status_t {
+    run("kecs_cluster_delete", err, || {
+        let m = unsafe { manager_arg(m) }?;
+        let name = unsafe { str_arg(name, "name") }?;
+        let token = unsafe { cancel_arg(cancel) };
+        m.block_on(m.manager.delete(name, &token))
+    })
+}
+
+/// Writes whether the cluster exists to `*out` (not NULL). Blocks for one Docker
+/// call.
+///
+/// # Safety
+/// As for `kecs_cluster_create`; `out` valid.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn kecs_cluster_exists(
+    m: *const KecsManager,
+    name: *const c_char,
+    cancel: *const KecsCancel,
+    out: *mut bool,
+    err: *mut *mut KecsError,
+) -> kecs_status_t {
+    run("kecs_cluster_exists", err, || {
+        let m = unsafe { manager_arg(m) }?;
+        let name = unsafe { str_arg(name, "name") }?;
+        out_arg(out, "out")?;
+        let token = unsafe { cancel_arg(cancel) };
+        let exists = m.block_on(m.manager.exists(name, &token))?;
+        // SAFETY: checked non-NULL above.
+        unsafe { *out = exists };
+        Ok(())
+    })
+}
+
+/// Blocks until an existing cluster's nodes are ready, at most `timeout_ms`.
+///
+/// # Safety
+/// As for `kecs_cluster_create`.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn kecs_cluster_wait_ready(
+    m: *const KecsManager,
+    name: *const c_char,
+    timeout_ms: u64,
+    cancel: *const KecsCancel,
+    err: *mut *mut KecsError,
+) -> kecs_status_t {
+    run("kecs_cluster_wait_ready", err, || {
+        let m = unsafe { manager_arg(m) }?;
+        let name = unsafe { str_arg(name, "name") }?;
+        let token = unsafe { cancel_arg(cancel) };
+        m.block_on(
+            m.manager
+                .wait_ready(name, Duration::from_millis(timeout_ms), &token),
+        )
+    })
+}
+
+/// Writes the cluster's kubeconfig (YAML) to `*out_yaml` (not NULL): the host URL,
+/// or the in-network URL in container mode. Free it with `kecs_string_free`.
+///
+/// # Safety
+/// As for `kecs_cluster_create`; `out_yaml` valid.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn kecs_cluster_kubeconfig(
+    m: *const KecsManager,
+    name: *const c_char,
+    cancel: *const KecsCancel,
+    out_yaml: *mut *mut c_char,
+    err: *mut *mut KecsError,
+) -> kecs_status_t {
+    run("kecs_cluster_kubeconfig", err, || {
+        let m = unsafe { manager_arg(m) }?;
+        let name = unsafe { str_arg(name, "name") }?;
+        out_arg(out_yaml, "out_yaml")?;
+        let token = unsafe { cancel_arg(cancel) };
+        let yaml = into_c_string(m.block_on(m.manager.kubeconfig(name, &token))?)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { *out_yaml = yaml };
+        Ok(())
+    })
+}
+
+/// Writes the path of the cluster's kubeconfig file (`<kubeconfigPath>/<name>.config`)
+/// to `*out_path` (not NULL); free it with `kecs_string_free`. Pure: does not
+/// block and makes no Docker call; the file exists only while the cluster does.
+///
+/// # Safety
+/// `m` from `kecs_manager_new`; `name` NUL-terminated; `out_path` valid; `err`
+/// NULL or valid.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn kecs_cluster_kubeconfig_path(
+    m: *const KecsManager,
+    name: *const c_char,
+    out_path: *mut *mut c_char,
+    err: *mut *mut KecsError,
+) -> kecs_status_t {
+    run("kecs_cluster_kubeconfig_path", err, || {
+        let m = unsafe { manager_arg(m) }?;
+        let name = unsafe { str_arg(name, "name") }?;
+        out_arg(out_path, "out_path")?;
+        let path = m.manager.kubeconfig_path(name)?;
+        let path = path
+            .to_str()
+            .ok_or_else(|| Error::InvalidArgument("kubeconfig path is not valid UTF-8".into()))?;
+        let s = into_c_string(path.to_string())?;
+        // SAFETY: checked non-NULL above.
+        unsafe { *out_path = s };
+        Ok(())
+    })
+}
+
+/// Writes one ClusterInfo as JSON to `*out_json` (not NULL); free it with
+/// `kecs_string_free`. KECS_STATUS_NOT_FOUND when the cluster does not exist.
+///
+/// # Safety
+/// As for `kecs_cluster_create`; `out_json` valid.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn kecs_cluster_info(
+    m: *const KecsManager,
+    name: *const c_char,
+    cancel: *const KecsCancel,
+    out_json: *mut *mut c_char,
+    err: *mut *mut KecsError,
+) -> kecs_status_t {
+    run("kecs_cluster_info", err, || {
+        let m = unsafe { manager_arg(m) }?;
+        let name = unsafe { str_arg(name, "name") }?;
+        out_arg(out_json, "out_json")?;
+        let token = unsafe { cancel_arg(cancel) };
+        let info = m.block_on(m.manager.info(name, &token))?;
+        let json = serde_json::to_string(&info)
+            .map_err(|e| Error::Internal(format!("encoding info: {e}")))?;
+        let s = into_c_string(json)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { *out_json = s };
+        Ok(())
+    })
+}
+
+/// Writes a JSON array of ClusterInfo (clusters whose names start with the
+/// configured prefix) to `*out_json` (not NULL); free it with `kecs_string_free`.
+///
+/// # Safety
+/// `m` from `kecs_manager_new`; `cancel` NULL or from `kecs_cancel_new`;
+/// `out_json` valid; `err` NULL or valid.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn kecs_cluster_list(
+    m: *const KecsManager,
+    cancel: *const KecsCancel,
+    out_json: *mut *mut c_char,
+    err: *mut *mut KecsError,
+) -> kecs_status_t {
+    run("kecs_cluster_list", err, || {
+        let m = unsafe { manager_arg(m) }?;
+        out_arg(out_json, "out_json")?;
+        let token = unsafe { cancel_arg(cancel) };
+        let list = m.block_on(m.manager.list(&token))?;
+        let json = serde_json::to_string(&list)
+            .map_err(|e| Error::Internal(format!("encoding list: {e}")))?;
+        let s = into_c_string(json)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { *out_json = s };
+        Ok(())
+    })
+}
+
+/// Frees a string returned by this library. NULL is ignored.
+///
+/// # Safety
+/// `s` is NULL or a string from this library, not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn kecs_string_free(s: *mut c_char) {
+    if s.is_null() {
+        return;
+    }
+    run_or((), || {
+        // SAFETY: the pointer came from CString::into_raw in this library.
+        drop(unsafe { CString::from_raw(s) });
+    })
+}
+
+/// Creates a cancellation token; free it with `kecs_cancel_free` once no call
+/// and no `kecs_cancel_trigger` can use it any more. Returns NULL only if
+/// allocation fails.
+#[no_mangle]
+pub extern "C" fn kecs_cancel_new() -> *mut KecsCancel {
+    run_or(std::ptr::null_mut(), || {
+        Box::into_raw(Box::new(KecsCancel {
+            token: tokio_util::sync::CancellationToken::new(),
+        }))
+    })
+}
+
+/// Cancels every call given this token: the call returns KECS_STATUS_CANCELLED
+/// within about a second (a create rolls back first). Idempotent; callable from
+/// any thread, also before the call starts (the call then fails at once). NULL
+/// is ignored.
+///
+/// # Safety
+/// `c` is NULL or a pointer from `kecs_cancel_new` not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn kecs_cancel_trigger(c: *const KecsCancel) {
+    run_or((), || {
+        // SAFETY: per the contract above.
+        if let Some(c) = unsafe { c.as_ref() } {
+            c.token.cancel();
+        }
+    })
+}
+
+/// Frees a token. NULL is ignored.
+///
+/// # Safety
+/// `c` is NULL or a pointer from `kecs_cancel_new`, not yet freed and no longer
+/// used by any call or trigger.
+#[no_mangle]
+pub unsafe extern "C" fn kecs_cancel_free(c: *mut KecsCancel) {
+    if c.is_null() {
+        return;
+    }
+    run_or((), || {
+        // SAFETY: the caller gives up ownership.
+        drop(unsafe { Box::from_raw(c) });
+    })
+}
+
+/// The error's status (KECS_STATUS_INVALID_ARGUMENT for NULL).
+///
+/// # Safety
+/// `e` is NULL or an error from this library, not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn kecs_error_code(e: *const KecsError) -> kecs_status_t {
+    // SAFETY: per the contract above.
+    match unsafe { e.as_ref() } {
+        Some(e) => e.status,
+        None => kecs_status_t::KECS_STATUS_INVALID_ARGUMENT,
+    }
+}
+
+/// The error's message (UTF-8), owned by the error: valid until
+/// `kecs_error_free`. For NULL, a static message.
+///
+/// # Safety
+/// `e` is NULL or an error from this library, not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn kecs_error_message(e: *const KecsError) -> *const c_char {
+    // SAFETY: per the contract above.
+    match unsafe { e.as_ref() } {
+        Some(e) => e.message.as_ptr(),
+        None => c"error is NULL".as_ptr(),
+    }
+}
+
+/// Frees an error. NULL is ignored.
+///
+/// # Safety
+/// `e` is NULL or an error from this library, not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn kecs_error_free(e: *mut KecsError) {
+    if e.is_null() {
+        return;
+    }
+    run_or((), || {
+        // SAFETY: the caller gives up ownership.
+        drop(unsafe { Box::from_raw(e) });
+    })
+}

@@ -77,7 +77,13 @@ pub trait Provider {
     fn kubeconfig_cluster_entry(&self, cluster: &str) -> String;
     /// Creates and starts the nodes and waits until they are ready (the node log
     /// lines, then — when `plan.wait_ready` — every node Ready via the API).
-    async fn create(&self, cx: &ProviderCtx<'_>, cluster: &str, plan: &CreatePlan, guard: &Guard) -> Result<Kubeconfigs>;
+    async fn create(
+        &self,
+        cx: &ProviderCtx<'_>,
+        cluster: &str,
+        plan: &CreatePlan,
+        guard: &Guard,
+    ) -> Result<Kubeconfigs>;
     /// Removes everything of the cluster; Ok(false) when there was nothing.
     async fn delete(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool>;
     async fn exists(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<bool>;
@@ -123,7 +129,13 @@ impl Provider for AnyProvider {
     fn kubeconfig_cluster_entry(&self, cluster: &str) -> String {
         dispatch!(self, p => p.kubeconfig_cluster_entry(cluster))
     }
-    async fn create(&self, cx: &ProviderCtx<'_>, cluster: &str, plan: &CreatePlan, guard: &Guard) -> Result<Kubeconfigs> {
+    async fn create(
+        &self,
+        cx: &ProviderCtx<'_>,
+        cluster: &str,
+        plan: &CreatePlan,
+        guard: &Guard,
+    ) -> Result<Kubeconfigs> {
         dispatch!(self, p => p.create(cx, cluster, plan, guard).await)
     }
     async fn delete(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {

@@ -7,7 +7,7 @@
 use bollard::Docker;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::RwLock;
 
 use kecs_cluster::docker::{containers_with_labels, label_filter};
 use kecs_cluster::{CancellationToken, ClusterManager, ClusterManagerConfig};
@@ -22,13 +22,13 @@ pub async fn docker() -> Docker {
     }
 }
 
-static IMAGE_READY: Mutex<bool> = Mutex::new(false);
+static IMAGE_READY: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
 
 /// Builds `kecs-sim/k3s:test` with the documented script when it is missing.
 /// A separate target dir keeps the nested cargo off the lock `cargo test` holds.
 pub async fn ensure_sim_image() {
     let docker = docker().await;
-    let mut ready = IMAGE_READY.lock().unwrap_or_else(|p| p.into_inner());
+    let mut ready = IMAGE_READY.lock().await;
     if *ready {
         return;
     }
@@ -62,7 +62,11 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("kecs-test-{tag}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst)));
+        let p = std::env::temp_dir().join(format!(
+            "kecs-test-{tag}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
     }
@@ -98,7 +102,10 @@ impl Drop for ClusterGuard {
     fn drop(&mut self) {
         let (config, name) = (self.config.clone(), self.name.clone());
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 if let Ok(m) = ClusterManager::new(&config) {
                     let _ = m.delete(&name, &CancellationToken::new()).await;
@@ -113,19 +120,27 @@ impl Drop for ClusterGuard {
 pub async fn leftovers(cluster: &str) -> Vec<String> {
     let docker = docker().await;
     let mut out = Vec::new();
-    for labels in [[("k3d.cluster", cluster)], [("io.x-k8s.kind.cluster", cluster)]] {
+    for labels in [
+        [("k3d.cluster", cluster)],
+        [("io.x-k8s.kind.cluster", cluster)],
+    ] {
         for c in containers_with_labels(&docker, &labels).await.unwrap() {
             out.push(format!("container {:?}", c.names));
         }
         let vols = docker
-            .list_volumes(Some(bollard::query_parameters::ListVolumesOptions { filters: Some(label_filter(&labels)) }))
+            .list_volumes(Some(bollard::query_parameters::ListVolumesOptions {
+                filters: Some(label_filter(&labels)),
+            }))
             .await
             .unwrap();
         for v in vols.volumes.unwrap_or_default() {
             out.push(format!("volume {}", v.name));
         }
     }
-    let nets = docker.list_networks(None::<bollard::query_parameters::ListNetworksOptions>).await.unwrap();
+    let nets = docker
+        .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+        .await
+        .unwrap();
     for n in nets {
         let name = n.name.unwrap_or_default();
         if name == format!("k3d-{cluster}") {
@@ -134,12 +149,19 @@ pub async fn leftovers(cluster: &str) -> Vec<String> {
     }
     // any container whose name mentions the cluster, labelled or not
     let all = docker
-        .list_containers(Some(bollard::query_parameters::ListContainersOptions { all: true, ..Default::default() }))
+        .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+            all: true,
+            ..Default::default()
+        }))
         .await
         .unwrap();
     for c in all {
         let names = c.names.unwrap_or_default();
-        if names.iter().any(|n| n.contains(&format!("-{cluster}-")) || n.trim_start_matches('/').starts_with(&format!("{cluster}-"))) {
+        if names.iter().any(|n| {
+            n.contains(&format!("-{cluster}-"))
+                || n.trim_start_matches('/')
+                    .starts_with(&format!("{cluster}-"))
+        }) {
             out.push(format!("container {names:?}"));
         }
     }
@@ -151,13 +173,28 @@ pub async fn leftovers(cluster: &str) -> Vec<String> {
 /// Files in `dir` (kubeconfigs a test may have left).
 pub fn files_in(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
-/// One lock for tests that must not overlap (none of the lifecycle tests need it;
-/// the benchmark-like ones might).
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: OnceLock<Mutex<()>> = OnceLock::new();
-    LOCK.get_or_init(|| Mutex::new(())).lock().unwrap_or_else(|p| p.into_inner())
+/// Tests that assert how fast something happens (cancellation within 1 s) run
+/// alone; every other Docker test holds the gate shared. Holding it is only about
+/// keeping timing assertions away from a busy engine, not about correctness.
+pub enum Gate {
+    Shared(std::sync::RwLockReadGuard<'static, ()>),
+    Exclusive(std::sync::RwLockWriteGuard<'static, ()>),
+}
+
+static GATE: RwLock<()> = RwLock::new(());
+
+pub fn shared() -> Gate {
+    Gate::Shared(GATE.read().unwrap_or_else(|p| p.into_inner()))
+}
+
+pub fn exclusive() -> Gate {
+    Gate::Exclusive(GATE.write().unwrap_or_else(|p| p.into_inner()))
 }

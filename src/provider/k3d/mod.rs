@@ -59,7 +59,10 @@ fn entry_names(cluster: &str) -> EntryNames {
 pub fn host_url(cx: &ProviderCtx<'_>, port: u16) -> String {
     let ip = cx.config.api_host_ip;
     let host = if ip.is_unspecified() {
-        cx.config.host_address.clone().unwrap_or_else(|| "127.0.0.1".into())
+        cx.config
+            .host_address
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1".into())
     } else if ip.is_ipv6() {
         format!("[{ip}]")
     } else {
@@ -69,7 +72,11 @@ pub fn host_url(cx: &ProviderCtx<'_>, port: u16) -> String {
 }
 
 /// Reads the kubeconfig k3s wrote in `server` and rewrites it for both uses.
-async fn read_kubeconfigs(cx: &ProviderCtx<'_>, cluster: &str, server: &str) -> Result<Kubeconfigs> {
+async fn read_kubeconfigs(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    server: &str,
+) -> Result<Kubeconfigs> {
     let info = docker::inspect(cx.docker, server).await?;
     let port = docker::published_port(&info, spec::API_PORT).ok_or_else(|| {
         Error::NotFound(format!(
@@ -78,9 +85,16 @@ async fn read_kubeconfigs(cx: &ProviderCtx<'_>, cluster: &str, server: &str) -> 
     })?;
     let raw = docker::read_file(cx.docker, server, spec::KUBECONFIG_OUTPUT)
         .await
-        .map_err(|e| e.context(format!("cluster {cluster}: reading the kubeconfig of {server}")))?;
-    let raw = String::from_utf8(raw)
-        .map_err(|_| Error::Internal(format!("cluster {cluster}: the kubeconfig in {server} is not UTF-8")))?;
+        .map_err(|e| {
+            e.context(format!(
+                "cluster {cluster}: reading the kubeconfig of {server}"
+            ))
+        })?;
+    let raw = String::from_utf8(raw).map_err(|_| {
+        Error::Internal(format!(
+            "cluster {cluster}: the kubeconfig in {server} is not UTF-8"
+        ))
+    })?;
     let names = entry_names(cluster);
     Ok(Kubeconfigs {
         host: kubeconfig::rewrite(&raw, &names, &host_url(cx, port))?,
@@ -90,7 +104,11 @@ async fn read_kubeconfigs(cx: &ProviderCtx<'_>, cluster: &str, server: &str) -> 
 
 /// Removes the cluster's containers, its network (only when we created it for
 /// this cluster and nothing else holds it) and its labelled volumes.
-pub(crate) async fn remove_objects(cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
+pub(crate) async fn remove_objects(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    guard: &Guard,
+) -> Result<bool> {
     let containers = docker::containers_with_labels(cx.docker, &cluster_labels(cluster)).await?;
     let external = containers
         .iter()
@@ -111,12 +129,26 @@ pub(crate) async fn remove_objects(cx: &ProviderCtx<'_>, cluster: &str, guard: &
 
 async fn remove_owned_network(cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
     let net = spec::network_name(cluster);
-    let info = match cx.docker.inspect_network(&net, None::<InspectNetworkOptions>).await {
+    let info = match cx
+        .docker
+        .inspect_network(&net, None::<InspectNetworkOptions>)
+        .await
+    {
         Ok(i) => i,
         Err(e) if is_docker_not_found(&e) => return Ok(false),
-        Err(e) => return Err(Error::docker(format!("deleting cluster {cluster}: inspecting network {net}"), e)),
+        Err(e) => {
+            return Err(Error::docker(
+                format!("deleting cluster {cluster}: inspecting network {net}"),
+                e,
+            ))
+        }
     };
-    let ours = info.labels.as_ref().and_then(|l| l.get("k3d.cluster")).map(String::as_str) == Some(cluster);
+    let ours = info
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("k3d.cluster"))
+        .map(String::as_str)
+        == Some(cluster);
     if !ours {
         return Ok(false);
     }
@@ -124,7 +156,10 @@ async fn remove_owned_network(cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard
     if let Some(me) = cx.self_container {
         let attached = info.containers.as_ref().is_some_and(|m| m.contains_key(me));
         if attached {
-            let req = bollard::models::NetworkDisconnectRequest { container: me.to_string(), force: Some(true) };
+            let req = bollard::models::NetworkDisconnectRequest {
+                container: me.to_string(),
+                force: Some(true),
+            };
             let _ = cx.docker.disconnect_network(&net, req).await;
         }
     }
@@ -154,7 +189,13 @@ impl Provider for K3dProvider {
         spec::context_name(cluster)
     }
 
-    async fn create(&self, cx: &ProviderCtx<'_>, cluster: &str, plan: &CreatePlan, guard: &Guard) -> Result<Kubeconfigs> {
+    async fn create(
+        &self,
+        cx: &ProviderCtx<'_>,
+        cluster: &str,
+        plan: &CreatePlan,
+        guard: &Guard,
+    ) -> Result<Kubeconfigs> {
         create::create(cx, cluster, plan, guard).await
     }
 
@@ -163,7 +204,11 @@ impl Provider for K3dProvider {
     }
 
     async fn exists(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<bool> {
-        Ok(!docker::containers_with_labels(cx.docker, &cluster_labels(cluster)).await?.is_empty())
+        Ok(
+            !docker::containers_with_labels(cx.docker, &cluster_labels(cluster))
+                .await?
+                .is_empty(),
+        )
     }
 
     async fn kubeconfig(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<Kubeconfigs> {
@@ -184,14 +229,20 @@ impl Provider for K3dProvider {
         let all = docker::containers_with_labels(cx.docker, &[("app", "k3d")]).await?;
         let mut by_cluster: BTreeMap<String, Vec<ContainerSummary>> = BTreeMap::new();
         for c in all {
-            let (Some(cluster), Some("server" | "agent")) = (summary_label(&c, "k3d.cluster"), summary_label(&c, "k3d.role")) else {
+            let (Some(cluster), Some("server" | "agent")) = (
+                summary_label(&c, "k3d.cluster"),
+                summary_label(&c, "k3d.role"),
+            ) else {
                 continue;
             };
             if cluster.starts_with(&cx.config.name_prefix) {
                 by_cluster.entry(cluster.to_string()).or_default().push(c);
             }
         }
-        Ok(by_cluster.iter().map(|(name, nodes)| info_from(name, nodes)).collect())
+        Ok(by_cluster
+            .iter()
+            .map(|(name, nodes)| info_from(name, nodes))
+            .collect())
     }
 
     async fn wait_ready(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<()> {
@@ -205,7 +256,9 @@ impl Provider for K3dProvider {
             let info = docker::inspect(cx.docker, &name).await?;
             let state = info.state.as_ref();
             if !state.and_then(|s| s.running).unwrap_or(false) {
-                return Err(Error::Internal(format!("cluster {cluster}: node {name} is not running")));
+                return Err(Error::Internal(format!(
+                    "cluster {cluster}: node {name} is not running"
+                )));
             }
             // k3d follows the log from the node's start, truncated to whole seconds
             let since = state
@@ -214,7 +267,10 @@ impl Provider for K3dProvider {
                 .unwrap_or(0);
             let step = format!("waiting for node {name} to log {:?}", ready_line(role));
             guard
-                .wait(&step, docker::wait_for_log_line(cx.docker, &name, &[ready_line(role)], since))
+                .wait(
+                    &step,
+                    docker::wait_for_log_line(cx.docker, &name, &[ready_line(role)], since),
+                )
                 .await
                 .map(|_| ())
         });
@@ -239,7 +295,11 @@ fn server0(nodes: &[ContainerSummary], cluster: &str) -> Result<String> {
                 .find(|c| summary_label(c, "k3d.role") == Some("server"))
                 .map(summary_name)
         })
-        .ok_or_else(|| Error::NotFound(format!("cluster {cluster} does not exist (no server node found)")))
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "cluster {cluster} does not exist (no server node found)"
+            ))
+        })
 }
 
 fn info_from(cluster: &str, nodes: &[ContainerSummary]) -> ClusterInfo {
@@ -248,7 +308,10 @@ fn info_from(cluster: &str, nodes: &[ContainerSummary]) -> ClusterInfo {
         .map(|c| node_summary(c, summary_label(c, "k3d.role").unwrap_or(""), 6443))
         .collect();
     let mut metadata = BTreeMap::new();
-    if let Some(net) = nodes.first().and_then(|c| summary_label(c, "k3d.cluster.network")) {
+    if let Some(net) = nodes
+        .first()
+        .and_then(|c| summary_label(c, "k3d.cluster.network"))
+    {
         metadata.insert("network".to_string(), net.to_string());
     }
     cluster_info("k3d", cluster, summaries, metadata)
@@ -277,7 +340,10 @@ mod tests {
     #[test]
     fn parses_docker_timestamps() {
         assert_eq!(super::unix_seconds("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(super::unix_seconds("2026-11-26T04:00:00.5Z"), Some(1_795_665_600));
+        assert_eq!(
+            super::unix_seconds("2026-11-26T04:00:00.5Z"),
+            Some(1_795_665_600)
+        );
         assert_eq!(super::unix_seconds("garbage"), None);
     }
 }

@@ -2,8 +2,8 @@
 //! k3s arguments and container bodies (k3d contract §0, §1.6–1.8). No Docker calls.
 
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, PortBinding,
+    RestartPolicy, RestartPolicyNameEnum,
 };
 use std::collections::HashMap;
 
@@ -35,7 +35,10 @@ pub fn internal_url(cluster: &str) -> String {
     format!("https://k3d-{cluster}-server-0:6443")
 }
 
-pub const SERVER0: NodeRef = NodeRef { role: Role::Server, index: 0 };
+pub const SERVER0: NodeRef = NodeRef {
+    role: Role::Server,
+    index: 0,
+};
 
 /// Everything the per-node specs are derived from.
 pub struct ClusterSpec<'a> {
@@ -50,8 +53,14 @@ pub struct ClusterSpec<'a> {
 
 impl ClusterSpec<'_> {
     pub fn nodes(&self) -> Vec<NodeRef> {
-        let servers = (0..self.plan.servers).map(|index| NodeRef { role: Role::Server, index });
-        let agents = (0..self.plan.agents).map(|index| NodeRef { role: Role::Agent, index });
+        let servers = (0..self.plan.servers).map(|index| NodeRef {
+            role: Role::Server,
+            index,
+        });
+        let agents = (0..self.plan.agents).map(|index| NodeRef {
+            role: Role::Agent,
+            index,
+        });
         servers.chain(agents).collect()
     }
 
@@ -62,7 +71,12 @@ impl ClusterSpec<'_> {
     /// The labels k3d puts on every node of the cluster, plus the user's.
     pub fn labels(&self, node: NodeRef) -> HashMap<String, String> {
         let c = self.cluster;
-        let mut l: HashMap<String, String> = self.plan.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut l: HashMap<String, String> = self
+            .plan
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let mut set = |k: &str, v: String| {
             l.insert(k.to_string(), v);
         };
@@ -75,7 +89,10 @@ impl ClusterSpec<'_> {
         set("k3d.cluster.network", network_name(c));
         set("k3d.cluster.network.id", self.network_id.into());
         set("k3d.cluster.network.iprange", self.network_subnet.into());
-        set("k3d.cluster.network.external", self.network_external.to_string());
+        set(
+            "k3d.cluster.network.external",
+            self.network_external.to_string(),
+        );
         set("k3d.cluster.imageVolume", image_volume(c));
         // no load balancer yet: nodes are reached directly
         set("k3d.server.loadbalancer", String::new());
@@ -84,7 +101,11 @@ impl ClusterSpec<'_> {
             set("k3d.server.api.host", ip.clone());
             set("k3d.server.api.hostIP", ip);
             // empty when Docker picks the port: the real one is read from the container
-            let port = if self.plan.api_port == 0 { String::new() } else { self.plan.api_port.to_string() };
+            let port = if self.plan.api_port == 0 {
+                String::new()
+            } else {
+                self.plan.api_port.to_string()
+            };
             set("k3d.server.api.port", port);
             if self.multi_server() {
                 set("k3d.server.init", (node == SERVER0).to_string());
@@ -95,7 +116,12 @@ impl ClusterSpec<'_> {
 
     /// User env first, then k3d's own variables (k3d's order).
     pub fn env(&self, node: NodeRef) -> Vec<String> {
-        let mut env: Vec<String> = self.plan.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut env: Vec<String> = self
+            .plan
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         env.push(format!("K3S_TOKEN={}", self.token));
         let joins = node.role == Role::Agent || (self.multi_server() && node != SERVER0);
         if joins {
@@ -131,7 +157,11 @@ impl ClusterSpec<'_> {
     fn port_bindings(&self, node: NodeRef) -> HashMap<String, Option<Vec<PortBinding>>> {
         let mut ports: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
         if node == SERVER0 {
-            let host_port = if self.plan.api_port == 0 { String::new() } else { self.plan.api_port.to_string() };
+            let host_port = if self.plan.api_port == 0 {
+                String::new()
+            } else {
+                self.plan.api_port.to_string()
+            };
             ports.insert(
                 API_PORT.into(),
                 Some(vec![PortBinding {
@@ -144,15 +174,26 @@ impl ClusterSpec<'_> {
             let key = format!("{}/{}", p.container_port, p.protocol);
             let binding = PortBinding {
                 host_ip: Some(p.host_ip.clone().unwrap_or_default()),
-                host_port: Some(if p.host_port == 0 { String::new() } else { p.host_port.to_string() }),
+                host_port: Some(if p.host_port == 0 {
+                    String::new()
+                } else {
+                    p.host_port.to_string()
+                }),
             };
-            ports.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(binding);
+            ports
+                .entry(key)
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(binding);
         }
         ports
     }
 
     fn binds(&self) -> Vec<String> {
-        let mut binds = vec![format!("{}:{IMAGE_VOLUME_PATH}", image_volume(self.cluster))];
+        let mut binds = vec![format!(
+            "{}:{IMAGE_VOLUME_PATH}",
+            image_volume(self.cluster)
+        )];
         for v in &self.plan.volumes {
             let ro = if v.read_only { ":ro" } else { "" };
             binds.push(format!("{}:{}{ro}", v.source, v.container_path));
@@ -178,7 +219,10 @@ impl ClusterSpec<'_> {
             host_config: Some(HostConfig {
                 init: Some(true),
                 privileged: Some(self.config.privileged),
-                tmpfs: Some(HashMap::from([("/run".to_string(), String::new()), ("/var/run".to_string(), String::new())])),
+                tmpfs: Some(HashMap::from([
+                    ("/run".to_string(), String::new()),
+                    ("/var/run".to_string(), String::new()),
+                ])),
                 restart_policy: Some(RestartPolicy {
                     name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                     maximum_retry_count: None,
@@ -188,7 +232,9 @@ impl ClusterSpec<'_> {
                 network_mode: Some(network),
                 ..Default::default()
             }),
-            networking_config: Some(NetworkingConfig { endpoints_config: Some(endpoints) }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(endpoints),
+            }),
             ..Default::default()
         }
     }
@@ -197,7 +243,8 @@ impl ClusterSpec<'_> {
 /// The cluster token: 32 random bytes from the OS, hex-encoded.
 pub fn new_token() -> crate::Result<String> {
     let mut b = [0u8; 32];
-    getrandom::fill(&mut b).map_err(|e| crate::Error::Internal(format!("OS random source: {e}")))?;
+    getrandom::fill(&mut b)
+        .map_err(|e| crate::Error::Internal(format!("OS random source: {e}")))?;
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
@@ -208,13 +255,20 @@ mod tests {
     use crate::options::CreateOptions;
 
     fn config() -> ResolvedConfig {
-        ClusterManagerConfig { privileged: Some(false), host_address: Some("kecs.local".into()), ..Default::default() }
-            .resolve(|k| (k == "HOME").then(|| "/h".to_string()))
-            .unwrap()
+        ClusterManagerConfig {
+            privileged: Some(false),
+            host_address: Some("kecs.local".into()),
+            ..Default::default()
+        }
+        .resolve(|k| (k == "HOME").then(|| "/h".to_string()))
+        .unwrap()
     }
 
     fn plan(json: &str) -> CreatePlan {
-        CreateOptions::from_json(json).unwrap().validate("img:1").unwrap()
+        CreateOptions::from_json(json)
+            .unwrap()
+            .validate("img:1")
+            .unwrap()
     }
 
     fn spec<'a>(plan: &'a CreatePlan, config: &'a ResolvedConfig) -> ClusterSpec<'a> {
@@ -233,14 +287,26 @@ mod tests {
     fn names_follow_k3d() {
         assert_eq!(network_name("kecs-a"), "k3d-kecs-a");
         assert_eq!(image_volume("kecs-a"), "k3d-kecs-a-images");
-        assert_eq!(node_name("kecs-a", NodeRef { role: Role::Agent, index: 1 }), "k3d-kecs-a-agent-1");
+        assert_eq!(
+            node_name(
+                "kecs-a",
+                NodeRef {
+                    role: Role::Agent,
+                    index: 1
+                }
+            ),
+            "k3d-kecs-a-agent-1"
+        );
         assert_eq!(user_name("kecs-a"), "admin@k3d-kecs-a");
         assert_eq!(internal_url("kecs-a"), "https://k3d-kecs-a-server-0:6443");
     }
 
     #[test]
     fn single_server_labels_env_cmd() {
-        let (p, c) = (plan(r#"{"labels":{"team":"x"},"env":{"A":"1"},"k3sArgs":["--disable=traefik"]}"#), config());
+        let (p, c) = (
+            plan(r#"{"labels":{"team":"x"},"env":{"A":"1"},"k3sArgs":["--disable=traefik"]}"#),
+            config(),
+        );
         let s = spec(&p, &c);
         let l = s.labels(SERVER0);
         for (k, v) in [
@@ -261,8 +327,25 @@ mod tests {
             assert_eq!(l.get(k).map(String::as_str), Some(v), "{k}");
         }
         assert!(!l.contains_key("k3d.server.init"));
-        assert_eq!(s.env(SERVER0), vec!["A=1", "K3S_TOKEN=tok", "K3S_KUBECONFIG_OUTPUT=/output/kubeconfig.yaml"]);
-        assert_eq!(s.cmd(SERVER0), vec!["server", "--disable=traefik", "--tls-san", "127.0.0.1", "--tls-san", "kecs.local"]);
+        assert_eq!(
+            s.env(SERVER0),
+            vec![
+                "A=1",
+                "K3S_TOKEN=tok",
+                "K3S_KUBECONFIG_OUTPUT=/output/kubeconfig.yaml"
+            ]
+        );
+        assert_eq!(
+            s.cmd(SERVER0),
+            vec![
+                "server",
+                "--disable=traefik",
+                "--tls-san",
+                "127.0.0.1",
+                "--tls-san",
+                "kecs.local"
+            ]
+        );
         let body = s.container(SERVER0);
         let hc = body.host_config.unwrap();
         assert_eq!(hc.privileged, Some(false));
@@ -275,20 +358,36 @@ mod tests {
 
     #[test]
     fn multi_server_and_agents() {
-        let (p, c) = (plan(r#"{"servers":3,"agents":2,"ports":[{"hostPort":8080,"containerPort":80,"node":"agent:1"}]}"#), config());
+        let (p, c) = (
+            plan(
+                r#"{"servers":3,"agents":2,"ports":[{"hostPort":8080,"containerPort":80,"node":"agent:1"}]}"#,
+            ),
+            config(),
+        );
         let s = spec(&p, &c);
         assert_eq!(s.nodes().len(), 5);
         assert!(s.cmd(SERVER0).contains(&"--cluster-init".to_string()));
         assert_eq!(s.labels(SERVER0)["k3d.server.init"], "true");
-        let s1 = NodeRef { role: Role::Server, index: 1 };
+        let s1 = NodeRef {
+            role: Role::Server,
+            index: 1,
+        };
         assert_eq!(s.labels(s1)["k3d.server.init"], "false");
-        assert!(s.env(s1).contains(&"K3S_URL=https://k3d-kecs-a-server-0:6443".to_string()));
+        assert!(s
+            .env(s1)
+            .contains(&"K3S_URL=https://k3d-kecs-a-server-0:6443".to_string()));
         assert!(!s.env(SERVER0).iter().any(|e| e.starts_with("K3S_URL")));
-        let a1 = NodeRef { role: Role::Agent, index: 1 };
+        let a1 = NodeRef {
+            role: Role::Agent,
+            index: 1,
+        };
         assert_eq!(s.cmd(a1), vec!["agent"]);
         assert!(!s.labels(a1).contains_key("k3d.server.api.port"));
         let ports = s.container(a1).host_config.unwrap().port_bindings.unwrap();
-        assert_eq!(ports["80/tcp"].clone().unwrap()[0].host_port.as_deref(), Some("8080"));
+        assert_eq!(
+            ports["80/tcp"].clone().unwrap()[0].host_port.as_deref(),
+            Some("8080")
+        );
         assert!(!ports.contains_key("6443/tcp"));
     }
 

@@ -34,14 +34,19 @@ pub fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig, String> {
         .ok_or("no serving key")?;
     let mut roots = rustls::RootCertStore::empty();
     for ca in rustls_pemfile::certs(&mut pki.ca.cert_pem.as_bytes()) {
-        roots.add(ca.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        roots
+            .add(ca.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
     }
     // Unauthenticated clients get through the handshake so that they receive a 401
     // Status, as from a real API server, rather than a TLS alert.
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| e.to_string())?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
@@ -55,11 +60,15 @@ pub fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig, String> {
 pub async fn serve(listener: TcpListener, tls: rustls::ServerConfig, server: Arc<Server>) {
     let acceptor = TlsAcceptor::from(Arc::new(tls));
     loop {
-        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
         let acceptor = acceptor.clone();
         let server = server.clone();
         tokio::spawn(async move {
-            let Ok(stream) = acceptor.accept(tcp).await else { return };
+            let Ok(stream) = acceptor.accept(tcp).await else {
+                return;
+            };
             let authenticated = stream
                 .get_ref()
                 .1
@@ -141,7 +150,12 @@ async fn handle(server: &Server, authenticated: bool, req: Request<Incoming>) ->
         return register(server, token.as_deref(), &body);
     }
     if !authenticated {
-        return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized", None);
+        return status(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "Unauthorized",
+            None,
+        );
     }
     if protobuf {
         return status(
@@ -151,8 +165,16 @@ async fn handle(server: &Server, authenticated: bool, req: Request<Incoming>) ->
             None,
         );
     }
-    if query.split('&').any(|kv| kv == "watch=true" || kv == "watch=1") {
-        return status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "watch is not supported by the node simulator", None);
+    if query
+        .split('&')
+        .any(|kv| kv == "watch=true" || kv == "watch=1")
+    {
+        return status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "watch is not supported by the node simulator",
+            None,
+        );
     }
 
     let state = &server.state;
@@ -164,13 +186,18 @@ async fn handle(server: &Server, authenticated: bool, req: Request<Incoming>) ->
                    "gitTreeState": "clean", "buildDate": "2024-12-01T00:00:00Z", "goVersion": "go1.22.9",
                    "compiler": "gc", "platform": "linux/amd64"}),
         ),
-        (&Method::GET, ["readyz"]) | (&Method::GET, ["livez"]) | (&Method::GET, ["healthz"]) => text(StatusCode::OK, "ok"),
+        (&Method::GET, ["readyz"]) | (&Method::GET, ["livez"]) | (&Method::GET, ["healthz"]) => {
+            text(StatusCode::OK, "ok")
+        }
         (&Method::GET, ["api"]) => respond(
             StatusCode::OK,
             json!({"kind": "APIVersions", "versions": ["v1"],
                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server.advertise}]}),
         ),
-        (&Method::GET, ["apis"]) => respond(StatusCode::OK, json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []})),
+        (&Method::GET, ["apis"]) => respond(
+            StatusCode::OK,
+            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}),
+        ),
         (&Method::GET, ["api", "v1"]) => respond(
             StatusCode::OK,
             json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
@@ -184,10 +211,17 @@ async fn handle(server: &Server, authenticated: bool, req: Request<Incoming>) ->
             Some(n) => respond(StatusCode::OK, n),
             None => not_found("nodes", name),
         },
-        (&Method::GET, ["api", "v1", "namespaces"]) => respond(StatusCode::OK, state.list_namespaces()),
+        (&Method::GET, ["api", "v1", "namespaces"]) => {
+            respond(StatusCode::OK, state.list_namespaces())
+        }
         (&Method::POST, ["api", "v1", "namespaces"]) => {
             let Ok(v) = serde_json::from_slice::<Value>(&body) else {
-                return status(StatusCode::BAD_REQUEST, "BadRequest", "the request body is not valid JSON", None);
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "the request body is not valid JSON",
+                    None,
+                );
             };
             match state.create_namespace(&v) {
                 Ok(obj) => respond(StatusCode::CREATED, obj),
@@ -207,38 +241,62 @@ async fn handle(server: &Server, authenticated: bool, req: Request<Incoming>) ->
             Some(n) => respond(StatusCode::OK, n),
             None => not_found("namespaces", name),
         },
-        (&Method::DELETE, ["api", "v1", "namespaces", name]) => match state.delete_namespace(name) {
-            Some(n) => respond(StatusCode::OK, n),
-            None => not_found("namespaces", name),
-        },
+        (&Method::DELETE, ["api", "v1", "namespaces", name]) => {
+            match state.delete_namespace(name) {
+                Some(n) => respond(StatusCode::OK, n),
+                None => not_found("namespaces", name),
+            }
+        }
         (&Method::GET, ["api", "v1", "namespaces", ns, "configmaps"]) => {
             if !state.namespace_exists(ns) {
                 return not_found("namespaces", ns);
             }
             respond(StatusCode::OK, state.list_configmaps(ns))
         }
-        (&Method::GET, ["api", "v1", "namespaces", ns, "configmaps", name]) => match state.get_configmap(ns, name) {
-            Some(cm) => respond(StatusCode::OK, cm),
-            None => not_found("configmaps", name),
-        },
+        (&Method::GET, ["api", "v1", "namespaces", ns, "configmaps", name]) => {
+            match state.get_configmap(ns, name) {
+                Some(cm) => respond(StatusCode::OK, cm),
+                None => not_found("configmaps", name),
+            }
+        }
         (_, ["api", "v1", ..]) | (_, ["version"]) | (_, ["api"]) | (_, ["apis"]) => status(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
-            &format!("the server does not allow this method on the requested resource ({method} {path})"),
+            &format!(
+                "the server does not allow this method on the requested resource ({method} {path})"
+            ),
             None,
         ),
-        _ => status(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource", None),
+        _ => status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource",
+            None,
+        ),
     }
 }
 
 fn register(server: &Server, token: Option<&str>, body: &[u8]) -> Resp {
     if token != Some(server.state.token.as_str()) {
-        return status(StatusCode::UNAUTHORIZED, "Unauthorized", "node token rejected", None);
+        return status(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "node token rejected",
+            None,
+        );
     }
     let Ok(node) = serde_json::from_slice::<NodeRecord>(body) else {
-        return status(StatusCode::BAD_REQUEST, "BadRequest", "invalid node registration", None);
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "invalid node registration",
+            None,
+        );
     };
     server.state.register(node);
     // Joining servers need the cluster CA, as k3s hands it out from its datastore.
-    respond(StatusCode::OK, json!({"caCert": server.ca.cert_pem, "caKey": server.ca.key_pem}))
+    respond(
+        StatusCode::OK,
+        json!({"caCert": server.ca.cert_pem, "caKey": server.ca.key_pem}),
+    )
 }

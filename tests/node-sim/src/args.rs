@@ -45,7 +45,11 @@ pub fn parse(argv: &[String]) -> Result<Args, String> {
     let role = match it.next().map(String::as_str) {
         Some("server") => Role::Server,
         Some("agent") => Role::Agent,
-        Some(other) => return Err(format!("unknown command {other:?}: expected server or agent")),
+        Some(other) => {
+            return Err(format!(
+                "unknown command {other:?}: expected server or agent"
+            ))
+        }
         None => return Err("missing command: expected server or agent".into()),
     };
     let mut args = Args {

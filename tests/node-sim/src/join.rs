@@ -68,7 +68,8 @@ pub fn parse_url(url: &str) -> Option<(String, u16)> {
 }
 
 async fn register_once(url: &str, token: &str, node: &NodeRecord) -> Result<CaPem, JoinError> {
-    let (host, port) = parse_url(url).ok_or_else(|| JoinError::Rejected(format!("invalid server URL {url:?}")))?;
+    let (host, port) =
+        parse_url(url).ok_or_else(|| JoinError::Rejected(format!("invalid server URL {url:?}")))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -76,11 +77,15 @@ async fn register_once(url: &str, token: &str, node: &NodeRecord) -> Result<CaPe
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
         .with_no_client_auth();
-    let tcp = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect((host.as_str(), port)))
-        .await
-        .map_err(|_| JoinError::Unreachable(format!("dial {host}:{port}: timeout")))?
-        .map_err(|e| JoinError::Unreachable(format!("dial {host}:{port}: {e}")))?;
-    let name = ServerName::try_from(host.clone()).map_err(|e| JoinError::Rejected(e.to_string()))?;
+    let tcp = tokio::time::timeout(
+        Duration::from_secs(3),
+        TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    .map_err(|_| JoinError::Unreachable(format!("dial {host}:{port}: timeout")))?
+    .map_err(|e| JoinError::Unreachable(format!("dial {host}:{port}: {e}")))?;
+    let name =
+        ServerName::try_from(host.clone()).map_err(|e| JoinError::Rejected(e.to_string()))?;
     let mut tls = TlsConnector::from(Arc::new(cfg))
         .connect(name, tcp)
         .await
@@ -103,15 +108,24 @@ async fn register_once(url: &str, token: &str, node: &NodeRecord) -> Result<CaPe
         .map_err(|_| JoinError::Unreachable("registration timed out".into()))?
         .map_err(|e| JoinError::Unreachable(e.to_string()))?;
     let resp = String::from_utf8_lossy(&resp);
-    let code: u16 = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let code: u16 = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     if code == 401 {
-        return Err(JoinError::Rejected("token rejected by server (401 Unauthorized)".into()));
+        return Err(JoinError::Rejected(
+            "token rejected by server (401 Unauthorized)".into(),
+        ));
     }
     if code != 200 {
-        return Err(JoinError::Unreachable(format!("server answered HTTP {code}")));
+        return Err(JoinError::Unreachable(format!(
+            "server answered HTTP {code}"
+        )));
     }
     let json = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    let v: Value = serde_json::from_str(json).map_err(|e| JoinError::Unreachable(format!("bad registration reply: {e}")))?;
+    let v: Value = serde_json::from_str(json)
+        .map_err(|e| JoinError::Unreachable(format!("bad registration reply: {e}")))?;
     Ok(CaPem {
         cert_pem: v["caCert"].as_str().unwrap_or_default().to_string(),
         key_pem: v["caKey"].as_str().unwrap_or_default().to_string(),
@@ -126,9 +140,11 @@ pub async fn register(url: &str, token: &str, node: &NodeRecord) -> CaPem {
         match register_once(url, token, node).await {
             Ok(ca) => return ca,
             Err(JoinError::Unreachable(e)) => {
-                logfmt::info(&format!("Waiting to retrieve agent configuration; server is not ready: {e}"));
+                logfmt::info(&format!(
+                    "Waiting to retrieve agent configuration; server is not ready: {e}"
+                ));
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_millis(500));
+                delay = (delay * 2).min(Duration::from_millis(200));
             }
             Err(JoinError::Rejected(e)) => {
                 logfmt::error(&format!("Failed to register node {}: {e}", node.name));

@@ -76,7 +76,9 @@ fn hostname() -> String {
 
 /// The container's own addresses, read from the kernel's local routing table.
 fn local_ips() -> Vec<IpAddr> {
-    let Ok(trie) = std::fs::read_to_string("/proc/net/fib_trie") else { return Vec::new() };
+    let Ok(trie) = std::fs::read_to_string("/proc/net/fib_trie") else {
+        return Vec::new();
+    };
     let mut out: Vec<IpAddr> = Vec::new();
     let mut last: Option<IpAddr> = None;
     for line in trie.lines() {
@@ -96,8 +98,14 @@ fn local_ips() -> Vec<IpAddr> {
 
 async fn run(args: args::Args) -> i32 {
     watch_signals();
-    let role_name = if args.role == Role::Server { "" } else { " agent" };
-    logfmt::info(&format!("Starting k3s{role_name} {K3S_VERSION} (kecs node simulator)"));
+    let role_name = if args.role == Role::Server {
+        ""
+    } else {
+        " agent"
+    };
+    logfmt::info(&format!(
+        "Starting k3s{role_name} {K3S_VERSION} (kecs node simulator)"
+    ));
     for d in &args.disabled {
         logfmt::info(&format!("Disabling component: {d}"));
     }
@@ -106,7 +114,9 @@ async fn run(args: args::Args) -> i32 {
     }
     if let Some(code) = env("SIM_EXIT_BEFORE_READY") {
         let code: i32 = code.parse().unwrap_or(1);
-        logfmt::fatal(&format!("simulated failure before ready (SIM_EXIT_BEFORE_READY={code})"));
+        logfmt::fatal(&format!(
+            "simulated failure before ready (SIM_EXIT_BEFORE_READY={code})"
+        ));
         return code;
     }
     if env("SIM_NEVER_READY").as_deref() == Some("1") {
@@ -116,7 +126,10 @@ async fn run(args: args::Args) -> i32 {
 
     let name = hostname();
     let ips = local_ips();
-    let ip = ips.first().map(|i| i.to_string()).unwrap_or_else(|| "127.0.0.1".into());
+    let ip = ips
+        .first()
+        .map(|i| i.to_string())
+        .unwrap_or_else(|| "127.0.0.1".into());
     let server_url = args.server_url.clone().or_else(|| env("K3S_URL"));
     let token = args.token.clone().or_else(|| env("K3S_TOKEN"));
     let me = NodeRecord {
@@ -156,13 +169,14 @@ async fn run_server(
     server_url: Option<String>,
     token: Option<String>,
 ) -> Result<(), String> {
-    let token = token.unwrap_or_else(|| state::new_uid());
+    let token = token.unwrap_or_else(state::new_uid);
     let ca = match &server_url {
         // a joining server takes the cluster CA from the server it joins
         Some(url) => join::register(url, &token, me).await,
         None => pki::new_ca().map_err(|e| format!("generating CA: {e}"))?,
     };
-    let pki = pki::issue(&ca, &me.name, ips, &args.tls_sans).map_err(|e| format!("issuing certificates: {e}"))?;
+    let pki = pki::issue(&ca, &me.name, ips, &args.tls_sans)
+        .map_err(|e| format!("issuing certificates: {e}"))?;
     let state = Arc::new(State::new(token, String::new()));
     if server_url.is_none() {
         state.register(me.clone());
@@ -171,7 +185,11 @@ async fn run_server(
         .await
         .map_err(|e| format!("listen on :{}: {e}", args.https_port))?;
     let tls = api::tls_config(&pki)?;
-    let server = Arc::new(api::Server { state, ca: ca.clone(), advertise: format!("{}:{}", me.ip, args.https_port) });
+    let server = Arc::new(api::Server {
+        state,
+        ca: ca.clone(),
+        advertise: format!("{}:{}", me.ip, args.https_port),
+    });
     tokio::spawn(api::serve(listener, tls, server));
     logfmt::info(&format!(
         "Running kube-apiserver --advertise-address={} --secure-port={} --tls-cert-file=/var/lib/rancher/k3s/server/tls/serving-kube-apiserver.crt",

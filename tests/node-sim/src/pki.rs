@@ -2,8 +2,8 @@
 //! certificate for the API, and an admin client certificate for the kubeconfig.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use std::net::IpAddr;
 
@@ -48,7 +48,12 @@ pub fn new_ca() -> Result<CaPem, rcgen::Error> {
 }
 
 /// Issue the serving and admin certificates under `ca` for this node.
-pub fn issue(ca: &CaPem, hostname: &str, ips: &[IpAddr], tls_sans: &[String]) -> Result<Pki, rcgen::Error> {
+pub fn issue(
+    ca: &CaPem,
+    hostname: &str,
+    ips: &[IpAddr],
+    tls_sans: &[String],
+) -> Result<Pki, rcgen::Error> {
     let ca_key = KeyPair::from_pem(&ca.key_pem)?;
     // Same subject and key as the CA certificate: leaves chain to it.
     let issuer = Issuer::new(ca_params(), ca_key);
@@ -66,7 +71,13 @@ pub fn issue(ca: &CaPem, hostname: &str, ips: &[IpAddr], tls_sans: &[String]) ->
             sans.push(san);
         }
     };
-    for name in [hostname, "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"] {
+    for name in [
+        hostname,
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+    ] {
         add_name(name, &mut sans);
     }
     add_name("127.0.0.1", &mut sans);
@@ -82,15 +93,25 @@ pub fn issue(ca: &CaPem, hostname: &str, ips: &[IpAddr], tls_sans: &[String]) ->
     serving.distinguished_name.push(DnType::CommonName, "k3s");
     serving.subject_alt_names = sans;
     serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    serving.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    serving.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     let serving_cert = serving.signed_by(&serving_key, &issuer)?;
 
     let admin_key = KeyPair::generate()?;
     let mut admin = CertificateParams::new(Vec::<String>::new())?;
-    admin.distinguished_name.push(DnType::CommonName, "system:admin");
-    admin.distinguished_name.push(DnType::OrganizationName, "system:masters");
+    admin
+        .distinguished_name
+        .push(DnType::CommonName, "system:admin");
+    admin
+        .distinguished_name
+        .push(DnType::OrganizationName, "system:masters");
     admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    admin.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    admin.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     let admin_cert = admin.signed_by(&admin_key, &issuer)?;
 
     Ok(Pki {
@@ -116,7 +137,11 @@ pub fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -133,7 +158,13 @@ pub fn base64(data: &[u8]) -> String {
 mod tests {
     #[test]
     fn base64_matches_rfc4648_vectors() {
-        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
             assert_eq!(super::base64(i.as_bytes()), o);
         }
     }
@@ -141,7 +172,13 @@ mod tests {
     #[test]
     fn issues_chain_under_shared_ca() {
         let ca = super::new_ca().unwrap();
-        let pki = super::issue(&ca, "node-a", &["10.0.0.2".parse().unwrap()], &["api.example".into()]).unwrap();
+        let pki = super::issue(
+            &ca,
+            "node-a",
+            &["10.0.0.2".parse().unwrap()],
+            &["api.example".into()],
+        )
+        .unwrap();
         assert!(pki.serving_cert_pem.contains("BEGIN CERTIFICATE"));
         let yaml = super::kubeconfig_yaml(&pki, 6443);
         assert!(yaml.contains("server: https://127.0.0.1:6443"));

@@ -44,7 +44,14 @@ pub fn new_uid() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn meta(name: &str, namespace: Option<&str>, rv: u64) -> Value {
@@ -70,7 +77,12 @@ impl State {
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let rv = inner.next_rv();
-            inner.namespaces.insert(ns.into(), Object { value: namespace_object(ns, meta(ns, None, rv)) });
+            inner.namespaces.insert(
+                ns.into(),
+                Object {
+                    value: namespace_object(ns, meta(ns, None, rv)),
+                },
+            );
         }
         let rv = inner.next_rv();
         let mut cm = json!({
@@ -83,8 +95,13 @@ impl State {
             }
         });
         cm["metadata"]["labels"] = json!({"objectset.rio.cattle.io/hash": "sim"});
-        inner.configmaps.insert("coredns".into(), Object { value: cm });
-        State { inner: Mutex::new(inner), token }
+        inner
+            .configmaps
+            .insert("coredns".into(), Object { value: cm });
+        State {
+            inner: Mutex::new(inner),
+            token,
+        }
     }
 
     pub fn register(&self, mut node: NodeRecord) {
@@ -100,7 +117,10 @@ impl State {
         // NodeHosts lists every node, as k3s's CoreDNS config does
         let line = format!("{} {}", node.ip, node.name);
         if let Some(cm) = inner.configmaps.get_mut("coredns") {
-            let hosts = cm.value["data"]["NodeHosts"].as_str().unwrap_or("").to_string();
+            let hosts = cm.value["data"]["NodeHosts"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
             if !hosts.lines().any(|l| l == line) {
                 cm.value["data"]["NodeHosts"] = json!(format!("{hosts}{line}\n"));
             }
@@ -110,7 +130,11 @@ impl State {
 
     pub fn list_nodes(&self) -> Value {
         let inner = self.inner.lock().unwrap();
-        let items: Vec<Value> = inner.nodes.values().map(|(n, rv)| node_object(n, *rv)).collect();
+        let items: Vec<Value> = inner
+            .nodes
+            .values()
+            .map(|(n, rv)| node_object(n, *rv))
+            .collect();
         list("NodeList", inner.resource_version, items)
     }
 
@@ -126,7 +150,12 @@ impl State {
     }
 
     pub fn get_namespace(&self, name: &str) -> Option<Value> {
-        self.inner.lock().unwrap().namespaces.get(name).map(|o| o.value.clone())
+        self.inner
+            .lock()
+            .unwrap()
+            .namespaces
+            .get(name)
+            .map(|o| o.value.clone())
     }
 
     /// Creates a namespace from a request body; Err(None) = already exists, Err(Some) = invalid.
@@ -179,7 +208,12 @@ impl State {
         if namespace != "kube-system" {
             return None;
         }
-        self.inner.lock().unwrap().configmaps.get(name).map(|o| o.value.clone())
+        self.inner
+            .lock()
+            .unwrap()
+            .configmaps
+            .get(name)
+            .map(|o| o.value.clone())
     }
 
     pub fn namespace_exists(&self, name: &str) -> bool {
@@ -199,10 +233,7 @@ fn list(kind: &str, rv: u64, items: Vec<Value>) -> Value {
 }
 
 fn namespace_object(name: &str, mut metadata: Value) -> Value {
-    let labels = metadata
-        .get("labels")
-        .cloned()
-        .unwrap_or_else(|| json!({}));
+    let labels = metadata.get("labels").cloned().unwrap_or_else(|| json!({}));
     let mut labels = labels;
     labels["kubernetes.io/metadata.name"] = json!(name);
     metadata["labels"] = labels;
@@ -267,7 +298,8 @@ fn node_object(n: &NodeRecord, rv: u64) -> Value {
 pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }

@@ -1,0 +1,499 @@
+//! The node simulator image seen from outside, the way the library and k3d see a
+//! k3s node: real containers on the real Docker Engine, real TLS, real kube-rs.
+
+mod support;
+
+use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, PortBinding};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, RemoveContainerOptions, StopContainerOptions,
+};
+use bollard::Docker;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use kecs_cluster::docker::{published_port, read_file, wait_for_log_line};
+use kecs_cluster::kubeconfig::{rewrite, EntryNames};
+use support::*;
+
+/// A simulator container, removed on drop.
+struct Sim {
+    docker: Docker,
+    name: String,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", "-v", &self.name])
+            .output();
+    }
+}
+
+struct Net(String);
+impl Drop for Net {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["network", "rm", &self.0])
+            .output();
+    }
+}
+
+async fn start_sim(
+    name: &str,
+    cmd: &[&str],
+    env: &[&str],
+    network: Option<&str>,
+) -> (Sim, Instant) {
+    ensure_sim_image().await;
+    let docker = docker().await;
+    let mut ports = HashMap::new();
+    ports.insert(
+        "6443/tcp".to_string(),
+        Some(vec![PortBinding {
+            host_ip: Some("127.0.0.1".into()),
+            host_port: Some(String::new()),
+        }]),
+    );
+    let body = ContainerCreateBody {
+        image: Some(SIM_IMAGE.into()),
+        hostname: Some(name.into()),
+        cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+        env: Some(env.iter().map(|s| s.to_string()).collect()),
+        exposed_ports: Some(vec!["6443/tcp".into()]),
+        host_config: Some(HostConfig {
+            init: Some(true),
+            port_bindings: Some(ports),
+            network_mode: network.map(String::from),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(name.into()),
+                ..Default::default()
+            }),
+            body,
+        )
+        .await
+        .unwrap();
+    let sim = Sim {
+        docker: docker.clone(),
+        name: name.into(),
+    };
+    let started = Instant::now();
+    docker
+        .start_container(
+            name,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .unwrap();
+    (sim, started)
+}
+
+impl Sim {
+    async fn wait_line(&self, line: &str, limit: Duration) -> Result<String, String> {
+        match tokio::time::timeout(
+            limit,
+            wait_for_log_line(&self.docker, &self.name, &[line], 0),
+        )
+        .await
+        {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no {line:?} within {limit:?}")),
+        }
+    }
+
+    /// The node's kubeconfig, pointed at the port published on 127.0.0.1.
+    async fn host_kubeconfig(&self) -> String {
+        let raw = read_file(&self.docker, &self.name, "/output/kubeconfig.yaml")
+            .await
+            .unwrap();
+        let info = self
+            .docker
+            .inspect_container(&self.name, None::<InspectContainerOptions>)
+            .await
+            .unwrap();
+        let port = published_port(&info, "6443/tcp").unwrap();
+        let names = EntryNames {
+            cluster: "sim".into(),
+            context: "sim".into(),
+            user: "sim".into(),
+        };
+        rewrite(
+            &String::from_utf8(raw).unwrap(),
+            &names,
+            &format!("https://127.0.0.1:{port}"),
+        )
+        .unwrap()
+    }
+
+    async fn exit_code(&self) -> Option<i64> {
+        let info = self
+            .docker
+            .inspect_container(&self.name, None::<InspectContainerOptions>)
+            .await
+            .unwrap();
+        let state = info.state.unwrap();
+        if state.running == Some(true) {
+            None
+        } else {
+            state.exit_code
+        }
+    }
+}
+
+async fn kube_client(kubeconfig: &str) -> kube::Client {
+    kecs_cluster::readiness::client(kubeconfig, Duration::from_secs(5))
+        .await
+        .unwrap()
+}
+
+fn ready(n: &Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Polls the node list with short pauses until `want` nodes are Ready (bounded).
+async fn wait_ready_nodes(api: &Api<Node>, want: usize, limit: Duration) -> Vec<Node> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let nodes = api.list(&ListParams::default()).await.unwrap().items;
+        if nodes.iter().filter(|n| ready(n)).count() >= want || Instant::now() > deadline {
+            return nodes;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const OUT: &str = "K3S_KUBECONFIG_OUTPUT=/output/kubeconfig.yaml";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_is_ready_fast_and_serves_the_api() {
+    let name = format!("kecs-simtest-{}", unique_name("s"));
+    let (sim, started) = start_sim(
+        &name,
+        &[
+            "server",
+            "--tls-san",
+            "127.0.0.1",
+            "--node-label",
+            "kecs.io/cluster=x",
+            "--unknown-flag",
+            "value",
+            "--disable=traefik",
+        ],
+        &[OUT, "K3S_TOKEN=secret"],
+        None,
+    )
+    .await;
+    for line in [
+        "Containerd is now running",
+        "Running kube-apiserver",
+        "k3s is up and running",
+    ] {
+        sim.wait_line(line, Duration::from_secs(5)).await.unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "ready after {:?}",
+        started.elapsed()
+    );
+    let dns = sim
+        .wait_line("Cluster dns configmap", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(
+        dns.starts_with("time=\"") && dns.contains("level=info msg=\""),
+        "logrus format: {dns}"
+    );
+
+    let kc = sim.host_kubeconfig().await;
+    let client = kube_client(&kc).await;
+    let version = client.apiserver_version().await.unwrap();
+    assert!(
+        version.git_version.contains("k3s"),
+        "{}",
+        version.git_version
+    );
+
+    let nodes: Api<Node> = Api::all(client.clone());
+    let list = nodes.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(list.len(), 1);
+    let node = &list[0];
+    assert!(ready(node));
+    assert_eq!(node.metadata.name.as_deref(), Some(name.as_str()));
+    let labels = node.metadata.labels.as_ref().unwrap();
+    assert_eq!(labels["node-role.kubernetes.io/control-plane"], "true");
+    assert_eq!(labels["kecs.io/cluster"], "x");
+    assert!(node
+        .status
+        .as_ref()
+        .unwrap()
+        .node_info
+        .as_ref()
+        .unwrap()
+        .kubelet_version
+        .starts_with("v1.31"));
+    nodes.get(&name).await.unwrap();
+    let missing = nodes.get("nope").await.unwrap_err();
+    assert!(
+        matches!(missing, kube::Error::Api(ref s) if s.code == 404),
+        "{missing:?}"
+    );
+
+    // namespaces: the defaults exist; create, conflict, delete
+    let ns: Api<Namespace> = Api::all(client.clone());
+    let names: Vec<String> = ns
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    for want in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} missing from {names:?}"
+        );
+    }
+    let new: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "ecs-test"}})).unwrap();
+    let created = ns.create(&PostParams::default(), &new).await.unwrap();
+    assert!(created.metadata.uid.is_some() && created.metadata.resource_version.is_some());
+    let dup = ns.create(&PostParams::default(), &new).await.unwrap_err();
+    assert!(
+        matches!(dup, kube::Error::Api(ref s) if s.code == 409 && s.reason == "AlreadyExists"),
+        "{dup:?}"
+    );
+    ns.delete("ecs-test", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(
+        matches!(ns.get("ecs-test").await.unwrap_err(), kube::Error::Api(ref s) if s.code == 404)
+    );
+
+    // CoreDNS config map with NodeHosts
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
+    let coredns = cms.get("coredns").await.unwrap();
+    assert!(coredns.data.unwrap()["NodeHosts"].contains(&name));
+
+    // protobuf bodies are refused with 415, as the simulator speaks JSON only
+    let req = http::Request::post("/api/v1/namespaces")
+        .header("content-type", "application/vnd.kubernetes.protobuf")
+        .body(vec![0u8, 1, 2])
+        .unwrap();
+    let err = client.request::<serde_json::Value>(req).await.unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 415),
+        "{err:?}"
+    );
+
+    // without a client certificate: 401
+    let mut doc: serde_json::Value = serde_saphyr::from_str(&kc).unwrap();
+    doc["users"][0]["user"] = serde_json::json!({});
+    let anonymous = serde_saphyr::to_string(&doc).unwrap();
+    let anon: Api<Node> = Api::all(kube_client(&anonymous).await);
+    let err = anon.list(&ListParams::default()).await.unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 401),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_joins_by_name_and_wrong_token_never_does() {
+    let tag = unique_name("j");
+    let net = format!("kecs-simtest-{tag}");
+    let docker = docker().await;
+    ensure_sim_image().await;
+    docker
+        .create_network(NetworkCreateRequest {
+            name: net.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let _net = Net(net.clone());
+    let server = format!("kecs-simtest-{tag}-server");
+    let url = format!("K3S_URL=https://{server}:6443");
+    let (sim, _) = start_sim(&server, &["server"], &[OUT, "K3S_TOKEN=right"], Some(&net)).await;
+    let (agent, _) = start_sim(
+        &format!("{server}-agent"),
+        &["agent"],
+        &["K3S_TOKEN=right", &url],
+        Some(&net),
+    )
+    .await;
+    let (intruder, _) = start_sim(
+        &format!("{server}-intruder"),
+        &["agent"],
+        &["K3S_TOKEN=wrong", &url],
+        Some(&net),
+    )
+    .await;
+    sim.wait_line("k3s is up and running", Duration::from_secs(5))
+        .await
+        .unwrap();
+    let line = agent
+        .wait_line("Successfully registered node", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(line.contains(&agent.name), "{line}");
+    let refused = intruder
+        .wait_line("Failed to register node", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(refused.contains("level=error"), "{refused}");
+
+    let nodes: Api<Node> = Api::all(kube_client(&sim.host_kubeconfig().await).await);
+    let list = wait_ready_nodes(&nodes, 2, Duration::from_secs(5)).await;
+    let names: Vec<&str> = list
+        .iter()
+        .filter_map(|n| n.metadata.name.as_deref())
+        .collect();
+    assert_eq!(list.len(), 2, "{names:?}");
+    assert!(
+        names.contains(&agent.name.as_str()) && !names.contains(&intruder.name.as_str()),
+        "{names:?}"
+    );
+    let worker = list
+        .iter()
+        .find(|n| n.metadata.name.as_deref() == Some(agent.name.as_str()))
+        .unwrap();
+    assert!(!worker
+        .metadata
+        .labels
+        .as_ref()
+        .unwrap()
+        .contains_key("node-role.kubernetes.io/control-plane"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_knobs() {
+    let tag = unique_name("f");
+    // SIM_READY_DELAY_MS delays the ready lines
+    let (delayed, started) = start_sim(
+        &format!("kecs-simtest-{tag}-delay"),
+        &["server"],
+        &[OUT, "SIM_READY_DELAY_MS=1500"],
+        None,
+    )
+    .await;
+    delayed
+        .wait_line("k3s is up and running", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "ready after {:?}",
+        started.elapsed()
+    );
+
+    // SIM_EXIT_BEFORE_READY exits with that code and never logs ready
+    let (exits, _) = start_sim(
+        &format!("kecs-simtest-{tag}-exit"),
+        &["server"],
+        &[OUT, "SIM_EXIT_BEFORE_READY=7"],
+        None,
+    )
+    .await;
+    let err = exits
+        .wait_line("k3s is up and running", Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert!(err.contains("exit code 7"), "{err}");
+    assert_eq!(exits.exit_code().await, Some(7));
+
+    // SIM_NEVER_READY keeps running without the ready line
+    let (hangs, _) = start_sim(
+        &format!("kecs-simtest-{tag}-hang"),
+        &["server"],
+        &[OUT, "SIM_NEVER_READY=1"],
+        None,
+    )
+    .await;
+    hangs
+        .wait_line("simulated hang", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(hangs
+        .wait_line("k3s is up and running", Duration::from_millis(1500))
+        .await
+        .is_err());
+    assert_eq!(hangs.exit_code().await, None, "still running");
+
+    // SIM_IGNORE_SIGTERM: only SIGKILL (after docker stop's grace period) stops it
+    let (stubborn, _) = start_sim(
+        &format!("kecs-simtest-{tag}-stub"),
+        &["server"],
+        &[OUT, "SIM_IGNORE_SIGTERM=1"],
+        None,
+    )
+    .await;
+    stubborn
+        .wait_line("k3s is up and running", Duration::from_secs(5))
+        .await
+        .unwrap();
+    let t = Instant::now();
+    stubborn
+        .docker
+        .stop_container(
+            &stubborn.name,
+            Some(StopContainerOptions {
+                t: Some(1),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "stopped after {:?}",
+        t.elapsed()
+    );
+    assert_eq!(stubborn.exit_code().await, Some(137), "killed by SIGKILL");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_quickly() {
+    let name = format!("kecs-simtest-{}", unique_name("t"));
+    let (sim, _) = start_sim(&name, &["server"], &[OUT], None).await;
+    sim.wait_line("k3s is up and running", Duration::from_secs(5))
+        .await
+        .unwrap();
+    let t = Instant::now();
+    sim.docker
+        .stop_container(
+            &name,
+            Some(StopContainerOptions {
+                t: Some(10),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "stop took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(sim.exit_code().await, Some(0));
+    sim.docker
+        .remove_container(
+            &name,
+            Some(RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+}
