@@ -142,7 +142,18 @@ impl ClusterManagerConfig {
             image,
             docker_host,
             api_host_ip,
-            privileged: self.privileged.unwrap_or(true),
+            privileged: match self.privileged {
+                Some(p) => p,
+                None => match env("KECS_PRIVILEGED").as_deref() {
+                    Some("false") | Some("0") => false,
+                    Some("true") | Some("1") | None => true,
+                    Some(other) => {
+                        return Err(Error::InvalidArgument(format!(
+                            "KECS_PRIVILEGED={other:?}: use true or false"
+                        )))
+                    }
+                },
+            },
         })
     }
 }
@@ -202,6 +213,9 @@ mod tests {
             .resolve(env(&[("KECS_K3S_IMAGE", "x/y:z"), ("HOME", "/h")]))
             .unwrap();
         assert_eq!(r.image, "x/y:z");
+        let r = ClusterManagerConfig::default().resolve(env(&[("KECS_PRIVILEGED", "false"), ("HOME", "/h")])).unwrap();
+        assert!(!r.privileged);
+        assert!(ClusterManagerConfig::default().resolve(env(&[("KECS_PRIVILEGED", "maybe"), ("HOME", "/h")])).is_err());
     }
 
     #[test]

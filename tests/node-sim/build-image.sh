@@ -7,12 +7,16 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 image="${KECS_SIM_IMAGE:-kecs-sim/k3s:test}"
 busybox="${BUSYBOX:-/bin/busybox}"
 
-if ! { [ -x "$busybox" ] && ldd "$busybox" 2>&1 | grep -q "not a dynamic executable"; }; then
+if ! { [ -x "$busybox" ] && { ldd "$busybox" 2>&1 || true; } | grep -q "not a dynamic executable"; }; then
   echo "build-image: need Debian's busybox-static at $busybox (apt-get install busybox-static)" >&2
   exit 1
 fi
 
 cd "$root"
+# The image is labelled with a hash of the simulator's sources, so tests can tell
+# a stale image from a current one (`build-image.sh --hash` prints it).
+hash="$(cat tests/node-sim/Cargo.toml tests/node-sim/src/*.rs tests/node-sim/build-image.sh | sha256sum | cut -c1-16)"
+if [ "${1:-}" = "--hash" ]; then echo "$hash"; exit 0; fi
 # Static glibc (crt-static) so the binary runs in an image with nothing else in it;
 # only this final crate gets the flag, dependencies are shared with the normal build.
 cargo rustc --quiet --release -p kecs-node-sim --bin kecs-node-sim -- -C target-feature=+crt-static
@@ -34,5 +38,6 @@ ENV PATH=/bin
 ENTRYPOINT ["/bin/k3s"]
 CMD ["server"]
 DOCKERFILE
-DOCKER_BUILDKIT=0 docker build --quiet --tag "$image" "$ctx" >/dev/null
+DOCKER_BUILDKIT=0 docker build --quiet --label "kecs.sim.source-hash=$hash" --tag "$image" "$ctx" >/dev/null 2>"$ctx/build.log" \
+  || { cat "$ctx/build.log" >&2; exit 1; }
 echo "built $image"

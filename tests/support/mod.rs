@@ -24,7 +24,8 @@ pub async fn docker() -> Docker {
 
 static IMAGE_READY: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
 
-/// Builds `kecs-sim/k3s:test` with the documented script when it is missing.
+/// Builds `kecs-sim/k3s:test` with the documented script when it is missing or
+/// older than the simulator's sources.
 /// A separate target dir keeps the nested cargo off the lock `cargo test` holds.
 pub async fn ensure_sim_image() {
     let docker = docker().await;
@@ -32,10 +33,21 @@ pub async fn ensure_sim_image() {
     if *ready {
         return;
     }
-    if docker.inspect_image(SIM_IMAGE).await.is_err() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = root.join("tests/node-sim/build-image.sh");
+    let hash = std::process::Command::new("bash").arg(&script).arg("--hash").output().expect("running build-image.sh --hash");
+    let hash = String::from_utf8_lossy(&hash.stdout).trim().to_string();
+    let current = match docker.inspect_image(SIM_IMAGE).await {
+        Ok(img) => img
+            .config
+            .and_then(|c| c.labels)
+            .and_then(|l| l.get("kecs.sim.source-hash").cloned())
+            .is_some_and(|h| h == hash),
+        Err(_) => false,
+    };
+    if !current {
         let status = std::process::Command::new("bash")
-            .arg(root.join("tests/node-sim/build-image.sh"))
+            .arg(&script)
             .env("CARGO_TARGET_DIR", root.join("target/node-sim-image"))
             .status()
             .expect("running tests/node-sim/build-image.sh");

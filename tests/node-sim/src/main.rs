@@ -4,7 +4,8 @@
 //! argv and env, its log lines, a kubeconfig written where `K3S_KUBECONFIG_OUTPUT`
 //! says, a TLS Kubernetes API on 6443 and agents joining by name. Only what runs
 //! inside the node is simulated. Fault knobs (env only): `SIM_READY_DELAY_MS`,
-//! `SIM_EXIT_BEFORE_READY=<code>`, `SIM_NEVER_READY=1`, `SIM_IGNORE_SIGTERM=1`.
+//! `SIM_EXIT_BEFORE_READY=<code>`, `SIM_NEVER_READY=1` (or `=<part of a hostname>`),
+//! `SIM_IGNORE_SIGTERM=1`.
 
 mod api;
 mod args;
@@ -119,7 +120,10 @@ async fn run(args: args::Args) -> i32 {
         ));
         return code;
     }
-    if env("SIM_NEVER_READY").as_deref() == Some("1") {
+    // "1": this node; any other value: nodes whose hostname contains it (so one
+    // node of a cluster can be held back while the env is set on every node)
+    let never = env("SIM_NEVER_READY").is_some_and(|v| v == "1" || hostname().contains(v.as_str()));
+    if never {
         logfmt::info("Waiting for containerd startup: simulated hang (SIM_NEVER_READY=1)");
         std::future::pending::<()>().await;
     }

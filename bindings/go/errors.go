@@ -1,0 +1,93 @@
+package kecscluster
+
+import (
+	"context"
+	"fmt"
+)
+
+// Code is the library's status code (kecs_status_t); the numbers never change.
+type Code int
+
+// Status codes, as in include/kecs_cluster.h.
+const (
+	CodeOK                Code = 0
+	CodeInvalidArgument   Code = 1
+	CodeNotFound          Code = 2
+	CodeAlreadyExists     Code = 3
+	CodeDockerUnavailable Code = 4
+	CodeImageUnavailable  Code = 5
+	CodeTimeout           Code = 6
+	CodeCancelled         Code = 7
+	CodeKubernetes        Code = 8
+	CodeIO                Code = 9
+	CodeInternal          Code = 10
+	CodePanic             Code = 11
+)
+
+var codeNames = map[Code]string{
+	CodeOK: "ok", CodeInvalidArgument: "invalid argument", CodeNotFound: "not found",
+	CodeAlreadyExists: "already exists", CodeDockerUnavailable: "docker unavailable",
+	CodeImageUnavailable: "image unavailable", CodeTimeout: "timeout", CodeCancelled: "cancelled",
+	CodeKubernetes: "kubernetes", CodeIO: "io", CodeInternal: "internal", CodePanic: "panic",
+}
+
+func (c Code) String() string {
+	if n, ok := codeNames[c]; ok {
+		return n
+	}
+	return fmt.Sprintf("code(%d)", int(c))
+}
+
+// Error is every error this package returns. Match it with errors.Is against the
+// Err* sentinels (and context.Canceled / context.DeadlineExceeded for calls whose
+// context ended); never compare messages.
+type Error struct {
+	Code    Code
+	Op      string // the method, e.g. "CreateCluster"
+	Cluster string // the cluster name as given, if any
+	Message string // the library's message: what failed, where, and what to do
+
+	ctxErr error // the context's error when the call was cancelled through it
+}
+
+func (e *Error) Error() string {
+	if e.Cluster != "" {
+		return fmt.Sprintf("kecscluster: %s %q: %s", e.Op, e.Cluster, e.Message)
+	}
+	return fmt.Sprintf("kecscluster: %s: %s", e.Op, e.Message)
+}
+
+// Unwrap gives the context's error for calls cancelled through their context.
+func (e *Error) Unwrap() error { return e.ctxErr }
+
+// Is matches the sentinel of the error's code; a library timeout also matches
+// context.DeadlineExceeded, and a panic caught in the library matches ErrInternal.
+func (e *Error) Is(target error) bool {
+	if s, ok := target.(*sentinel); ok {
+		return s.code == e.Code || (s.code == CodeInternal && e.Code == CodePanic)
+	}
+	if target == context.DeadlineExceeded && e.Code == CodeTimeout {
+		return true
+	}
+	return false
+}
+
+type sentinel struct {
+	code Code
+}
+
+func (s *sentinel) Error() string { return "kecscluster: " + s.code.String() }
+
+// Sentinels for errors.Is.
+var (
+	ErrInvalidArgument   error = &sentinel{CodeInvalidArgument}
+	ErrNotFound          error = &sentinel{CodeNotFound}
+	ErrAlreadyExists     error = &sentinel{CodeAlreadyExists}
+	ErrDockerUnavailable error = &sentinel{CodeDockerUnavailable}
+	ErrImageUnavailable  error = &sentinel{CodeImageUnavailable}
+	ErrTimeout           error = &sentinel{CodeTimeout}
+	ErrCancelled         error = &sentinel{CodeCancelled}
+	ErrKubernetes        error = &sentinel{CodeKubernetes}
+	ErrIO                error = &sentinel{CodeIO}
+	ErrInternal          error = &sentinel{CodeInternal}
+)

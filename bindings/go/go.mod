@@ -1,0 +1,3 @@
+module github.com/kecs-cluster/kecs-cluster/bindings/go
+
+go 1.21

@@ -1,0 +1,290 @@
+package kecscluster
+
+/*
+#include <stdlib.h>
+#include "kecs_cluster.h"
+*/
+import "C"
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+	"unsafe"
+)
+
+// DefaultWaitTimeout bounds WaitForClusterReadyContext when ctx has no deadline.
+const DefaultWaitTimeout = 2 * time.Minute
+
+// ClusterManager is the interface KECS's control plane calls (without
+// GetKubeClient, which needs client-go: build it from GetKubeconfig).
+type ClusterManager interface {
+	CreateCluster(ctx context.Context, clusterName string) error
+	DeleteCluster(ctx context.Context, clusterName string) error
+	ClusterExists(ctx context.Context, clusterName string) (bool, error)
+	WaitForClusterReady(clusterName string, timeout time.Duration) error
+	GetKubeconfigPath(clusterName string) string
+	GetClusterInfo(ctx context.Context, clusterName string) (*ClusterInfo, error)
+}
+
+var _ ClusterManager = (*Manager)(nil)
+
+// Manager manages clusters through the kecs-cluster library. It is safe for
+// concurrent use; Close releases it.
+type Manager struct {
+	mu  sync.RWMutex // calls hold it shared; Close holds it exclusively
+	ptr *C.kecs_manager_t
+}
+
+// abiError is set at init when the library does not implement the ABI this
+// package was compiled against.
+var abiError error
+
+func init() {
+	if got, want := uint32(C.kecs_abi_version()), uint32(C.KECS_ABI_VERSION); got != want {
+		abiError = fmt.Errorf("kecscluster: the linked library implements ABI %d (version %s) but this package was built against ABI %d (header version %s): rebuild the library and the Go package from the same checkout",
+			got, C.GoString(C.kecs_version()), want, C.KECS_VERSION)
+	}
+}
+
+// Version is the library's version, e.g. "0.1.0".
+func Version() string { return C.GoString(C.kecs_version()) }
+
+// NewClusterManager creates a Manager. A nil cfg means defaults plus the
+// environment, as in KECS. No Docker call is made until the first operation.
+func NewClusterManager(cfg *Config) (*Manager, error) {
+	if abiError != nil {
+		return nil, abiError
+	}
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	doc, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, &Error{Code: CodeInvalidArgument, Op: "NewClusterManager", Message: err.Error()}
+	}
+	cdoc := C.CString(string(doc))
+	defer C.free(unsafe.Pointer(cdoc))
+	var ptr *C.kecs_manager_t
+	var cerr *C.kecs_error_t
+	if st := C.kecs_manager_new(cdoc, &ptr, &cerr); st != C.KECS_STATUS_OK {
+		return nil, takeError(st, cerr, "NewClusterManager", "", nil)
+	}
+	m := &Manager{ptr: ptr}
+	// a safety net only: callers should Close explicitly
+	runtime.SetFinalizer(m, func(m *Manager) { _ = m.Close() })
+	return m, nil
+}
+
+// Close releases the manager, waiting for calls in flight. Idempotent.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ptr != nil {
+		C.kecs_manager_free(m.ptr)
+		m.ptr = nil
+		runtime.SetFinalizer(m, nil)
+	}
+	return nil
+}
+
+// takeError converts and frees a library error.
+func takeError(st C.kecs_status_t, cerr *C.kecs_error_t, op, cluster string, ctx context.Context) error {
+	e := &Error{Code: Code(st), Op: op, Cluster: cluster}
+	if cerr != nil {
+		e.Message = C.GoString(C.kecs_error_message(cerr))
+		C.kecs_error_free(cerr)
+	}
+	if e.Code == CodeCancelled && ctx != nil && ctx.Err() != nil {
+		e.ctxErr = ctx.Err()
+	}
+	return e
+}
+
+// cfunc is one C call: it receives the manager, a cancellation token and the
+// error out-parameter.
+type cfunc func(m *C.kecs_manager_t, cancel *C.kecs_cancel_t, cerr **C.kecs_error_t) C.kecs_status_t
+
+// call runs f with ctx mapped onto a library cancellation token: when ctx ends,
+// context.AfterFunc triggers the token; the token is freed only once that
+// trigger can no longer run.
+func (m *Manager) call(ctx context.Context, op, cluster string, f cfunc) error {
+	if err := ctx.Err(); err != nil {
+		return &Error{Code: CodeCancelled, Op: op, Cluster: cluster, Message: err.Error(), ctxErr: err}
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.ptr == nil {
+		return &Error{Code: CodeInvalidArgument, Op: op, Cluster: cluster, Message: "the manager is closed"}
+	}
+	token := C.kecs_cancel_new()
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(fired)
+		C.kecs_cancel_trigger(token)
+	})
+	var cerr *C.kecs_error_t
+	st := f(m.ptr, token, &cerr)
+	if !stop() {
+		<-fired // the trigger started: let it finish before the token is freed
+	}
+	C.kecs_cancel_free(token)
+	runtime.KeepAlive(m)
+	if st != C.KECS_STATUS_OK {
+		return takeError(st, cerr, op, cluster, ctx)
+	}
+	return nil
+}
+
+func cstring(s string) (*C.char, func()) {
+	cs := C.CString(s)
+	return cs, func() { C.free(unsafe.Pointer(cs)) }
+}
+
+// CreateCluster creates a cluster with the default options and waits until it
+// is ready. An existing cluster is not an error. Cancelling ctx stops the create
+// within about a second and removes everything it made.
+func (m *Manager) CreateCluster(ctx context.Context, name string) error {
+	return m.CreateClusterWithOptions(ctx, name, nil)
+}
+
+// CreateClusterWithOptions is CreateCluster with options (nil = defaults).
+func (m *Manager) CreateClusterWithOptions(ctx context.Context, name string, opts *CreateOptions) error {
+	var copts *C.char
+	if opts != nil {
+		doc, err := json.Marshal(opts)
+		if err != nil {
+			return &Error{Code: CodeInvalidArgument, Op: "CreateCluster", Cluster: name, Message: err.Error()}
+		}
+		var free func()
+		copts, free = cstring(string(doc))
+		defer free()
+	}
+	cname, free := cstring(name)
+	defer free()
+	return m.call(ctx, "CreateCluster", name, func(p *C.kecs_manager_t, tok *C.kecs_cancel_t, e **C.kecs_error_t) C.kecs_status_t {
+		return C.kecs_cluster_create(p, cname, copts, tok, e)
+	})
+}
+
+// DeleteCluster deletes a cluster and the kubeconfig files this library wrote
+// for it (never ~/.kube/config). A missing cluster is not an error.
+func (m *Manager) DeleteCluster(ctx context.Context, name string) error {
+	cname, free := cstring(name)
+	defer free()
+	return m.call(ctx, "DeleteCluster", name, func(p *C.kecs_manager_t, tok *C.kecs_cancel_t, e **C.kecs_error_t) C.kecs_status_t {
+		return C.kecs_cluster_delete(p, cname, tok, e)
+	})
+}
+
+// ClusterExists reports whether the cluster exists.
+func (m *Manager) ClusterExists(ctx context.Context, name string) (bool, error) {
+	cname, free := cstring(name)
+	defer free()
+	var out C.bool
+	err := m.call(ctx, "ClusterExists", name, func(p *C.kecs_manager_t, tok *C.kecs_cancel_t, e **C.kecs_error_t) C.kecs_status_t {
+		return C.kecs_cluster_exists(p, cname, tok, &out, e)
+	})
+	return bool(out), err
+}
+
+// WaitForClusterReady waits at most timeout for an existing cluster's nodes to
+// be ready (KECS's signature; prefer WaitForClusterReadyContext).
+func (m *Manager) WaitForClusterReady(name string, timeout time.Duration) error {
+	return m.wait(context.Background(), name, timeout)
+}
+
+// WaitForClusterReadyContext waits until ctx ends (or DefaultWaitTimeout when
+// ctx has no deadline) for an existing cluster's nodes to be ready.
+func (m *Manager) WaitForClusterReadyContext(ctx context.Context, name string) error {
+	timeout := DefaultWaitTimeout
+	if d, ok := ctx.Deadline(); ok {
+		// a little beyond the deadline, so that ctx ending is what stops the wait
+		timeout = time.Until(d) + time.Second
+	}
+	return m.wait(ctx, name, timeout)
+}
+
+func (m *Manager) wait(ctx context.Context, name string, timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = time.Millisecond
+	}
+	cname, free := cstring(name)
+	defer free()
+	ms := C.uint64_t(timeout.Milliseconds())
+	return m.call(ctx, "WaitForClusterReady", name, func(p *C.kecs_manager_t, tok *C.kecs_cancel_t, e **C.kecs_error_t) C.kecs_status_t {
+		return C.kecs_cluster_wait_ready(p, cname, ms, tok, e)
+	})
+}
+
+// GetKubeconfigPath is where the cluster's kubeconfig file is written
+// (<KubeconfigPath>/<name>.config); "" for an invalid name or a closed manager.
+func (m *Manager) GetKubeconfigPath(name string) string {
+	cname, free := cstring(name)
+	defer free()
+	var out *C.char
+	err := m.call(context.Background(), "GetKubeconfigPath", name, func(p *C.kecs_manager_t, _ *C.kecs_cancel_t, e **C.kecs_error_t) C.kecs_status_t {
+		return C.kecs_cluster_kubeconfig_path(p, cname, &out, e)
+	})
+	if err != nil {
+		return ""
+	}
+	defer C.kecs_string_free(out)
+	return C.GoString(out)
+}
+
+// GetKubeconfig returns the cluster's kubeconfig (YAML): the host URL, or the
+// in-network URL in container mode. Build a client-go client with
+// clientcmd.RESTConfigFromKubeConfig(yaml).
+func (m *Manager) GetKubeconfig(ctx context.Context, name string) ([]byte, error) {
+	cname, free := cstring(name)
+	defer free()
+	var out *C.char
+	err := m.call(ctx, "GetKubeconfig", name, func(p *C.kecs_manager_t, tok *C.kecs_cancel_t, e **C.kecs_error_t) C.kecs_status_t {
+		return C.kecs_cluster_kubeconfig(p, cname, tok, &out, e)
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer C.kecs_string_free(out)
+	return []byte(C.GoString(out)), nil
+}
+
+// GetClusterInfo describes one cluster; ErrNotFound when it does not exist.
+func (m *Manager) GetClusterInfo(ctx context.Context, name string) (*ClusterInfo, error) {
+	cname, free := cstring(name)
+	defer free()
+	var out *C.char
+	err := m.call(ctx, "GetClusterInfo", name, func(p *C.kecs_manager_t, tok *C.kecs_cancel_t, e **C.kecs_error_t) C.kecs_status_t {
+		return C.kecs_cluster_info(p, cname, tok, &out, e)
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer C.kecs_string_free(out)
+	var info ClusterInfo
+	if err := json.Unmarshal([]byte(C.GoString(out)), &info); err != nil {
+		return nil, &Error{Code: CodeInternal, Op: "GetClusterInfo", Cluster: name, Message: "decoding the library's answer: " + err.Error()}
+	}
+	return &info, nil
+}
+
+// ListClusters lists the clusters whose names carry the configured prefix.
+func (m *Manager) ListClusters(ctx context.Context) ([]ClusterInfo, error) {
+	var out *C.char
+	err := m.call(ctx, "ListClusters", "", func(p *C.kecs_manager_t, tok *C.kecs_cancel_t, e **C.kecs_error_t) C.kecs_status_t {
+		return C.kecs_cluster_list(p, tok, &out, e)
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer C.kecs_string_free(out)
+	var list []ClusterInfo
+	if err := json.Unmarshal([]byte(C.GoString(out)), &list); err != nil {
+		return nil, &Error{Code: CodeInternal, Op: "ListClusters", Message: "decoding the library's answer: " + err.Error()}
+	}
+	return list, nil
+}

@@ -1,0 +1,99 @@
+package kecscluster
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Config configures a Manager. Zero values mean "default": empty strings and nil
+// pointers fall back to the environment (KECS_CLUSTER_PROVIDER, KECS_CONTAINER_MODE,
+// KECS_KUBECONFIG_PATH, KECS_K3S_IMAGE, DOCKER_HOST) and then to the defaults.
+type Config struct {
+	Provider       string  `json:"provider,omitempty"`       // "k3d" (default) or "kind"
+	ContainerMode  bool    `json:"containerMode,omitempty"`  // KECS runs inside a container
+	KubeconfigPath string  `json:"kubeconfigPath,omitempty"` // a directory for <cluster>.config files
+	HostAddress    string  `json:"hostAddress,omitempty"`    // extra name/IP the API certificate covers
+	Image          string  `json:"image,omitempty"`          // node image
+	DockerHost     string  `json:"dockerHost,omitempty"`     // unix:// or tcp:// address
+	APIHostIP      string  `json:"apiHostIp,omitempty"`      // where the API port is published (127.0.0.1)
+	NamePrefix     *string `json:"namePrefix,omitempty"`     // nil = "kecs-"
+	Privileged     *bool   `json:"privileged,omitempty"`     // nil = true (k3s needs it)
+}
+
+// PortMapping publishes a node port on the host.
+type PortMapping struct {
+	HostPort      int    `json:"hostPort,omitempty"`
+	ContainerPort int    `json:"containerPort"`
+	Protocol      string `json:"protocol,omitempty"` // tcp (default), udp, sctp
+	HostIP        string `json:"hostIp,omitempty"`
+	Node          string `json:"node,omitempty"` // "server:0" (default), "agent:1", ...
+}
+
+// VolumeMount mounts a host path or a named volume into every node.
+type VolumeMount struct {
+	Source        string `json:"source"`
+	ContainerPath string `json:"containerPath"`
+	ReadOnly      bool   `json:"readOnly,omitempty"`
+}
+
+// CreateOptions shape a new cluster. Zero values mean the defaults: 1 server,
+// 0 agents, the manager's image, a Docker-chosen API port, a 2-minute timeout.
+type CreateOptions struct {
+	Servers int
+	Agents  int
+	Image   string
+	K3sArgs []string
+	Env     map[string]string
+	Labels  map[string]string
+	Ports   []PortMapping
+	Volumes []VolumeMount
+	APIPort int
+	Timeout time.Duration
+	NoWait  bool // return once server-0 is up instead of waiting for every node
+}
+
+// MarshalJSON writes the library's CreateOptions document.
+func (o CreateOptions) MarshalJSON() ([]byte, error) {
+	type wire struct {
+		Servers   int               `json:"servers,omitempty"`
+		Agents    int               `json:"agents,omitempty"`
+		Image     string            `json:"image,omitempty"`
+		K3sArgs   []string          `json:"k3sArgs,omitempty"`
+		Env       map[string]string `json:"env,omitempty"`
+		Labels    map[string]string `json:"labels,omitempty"`
+		Ports     []PortMapping     `json:"ports,omitempty"`
+		Volumes   []VolumeMount     `json:"volumes,omitempty"`
+		APIPort   int               `json:"apiPort,omitempty"`
+		TimeoutMs int64             `json:"timeoutMs,omitempty"`
+		WaitReady bool              `json:"waitReady"`
+	}
+	w := wire{o.Servers, o.Agents, o.Image, o.K3sArgs, o.Env, o.Labels, o.Ports, o.Volumes, o.APIPort, o.Timeout.Milliseconds(), !o.NoWait}
+	if w.Servers == 0 {
+		w.Servers = 1
+	}
+	if o.Timeout > 0 && w.TimeoutMs == 0 {
+		w.TimeoutMs = 1
+	}
+	return json.Marshal(w)
+}
+
+// NodeInfo is one node container.
+type NodeInfo struct {
+	Name  string `json:"name"`
+	Role  string `json:"role"`  // server/agent (k3d), control-plane/worker (kind)
+	State string `json:"state"` // Docker's state: running, exited, ...
+}
+
+// ClusterInfo describes a cluster. The first six fields match KECS's ClusterInfo.
+type ClusterInfo struct {
+	Name           string            `json:"name"`
+	Status         string            `json:"status"` // running, stopped, degraded
+	Provider       string            `json:"provider"`
+	NodeCount      int               `json:"nodeCount"`
+	Version        string            `json:"version,omitempty"`
+	Metadata       map[string]string `json:"metadata,omitempty"`
+	KubeconfigPath string            `json:"kubeconfigPath"`
+	APIHost        string            `json:"apiHost"`
+	APIPort        int               `json:"apiPort"`
+	Nodes          []NodeInfo        `json:"nodes"`
+}
