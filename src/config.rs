@@ -213,9 +213,13 @@ mod tests {
             .resolve(env(&[("KECS_K3S_IMAGE", "x/y:z"), ("HOME", "/h")]))
             .unwrap();
         assert_eq!(r.image, "x/y:z");
-        let r = ClusterManagerConfig::default().resolve(env(&[("KECS_PRIVILEGED", "false"), ("HOME", "/h")])).unwrap();
+        let r = ClusterManagerConfig::default()
+            .resolve(env(&[("KECS_PRIVILEGED", "false"), ("HOME", "/h")]))
+            .unwrap();
         assert!(!r.privileged);
-        assert!(ClusterManagerConfig::default().resolve(env(&[("KECS_PRIVILEGED", "maybe"), ("HOME", "/h")])).is_err());
+        assert!(ClusterManagerConfig::default()
+            .resolve(env(&[("KECS_PRIVILEGED", "maybe"), ("HOME", "/h")]))
+            .is_err());
     }
 
     #[test]

@@ -35,7 +35,11 @@ pub async fn ensure_sim_image() {
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let script = root.join("tests/node-sim/build-image.sh");
-    let hash = std::process::Command::new("bash").arg(&script).arg("--hash").output().expect("running build-image.sh --hash");
+    let hash = std::process::Command::new("bash")
+        .arg(&script)
+        .arg("--hash")
+        .output()
+        .expect("running build-image.sh --hash");
     let hash = String::from_utf8_lossy(&hash.stdout).trim().to_string();
     let current = match docker.inspect_image(SIM_IMAGE).await {
         Ok(img) => img
