@@ -47,14 +47,20 @@ pub async fn connect(host: Option<&str>) -> Result<Docker> {
     }
 }
 
-/// `{"label": ["k=v", …]}` for Docker list filters.
+/// `{"label": ["k=v", …]}` for Docker list filters; an empty value matches any
+/// container that has the key.
 pub fn label_filter(labels: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
-    let mut f = HashMap::new();
-    f.insert(
-        "label".to_string(),
-        labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-    );
-    f
+    let terms = labels
+        .iter()
+        .map(|(k, v)| {
+            if v.is_empty() {
+                k.to_string()
+            } else {
+                format!("{k}={v}")
+            }
+        })
+        .collect();
+    HashMap::from([("label".to_string(), terms)])
 }
 
 /// All containers (running or not) carrying every one of `labels`: one API call.
@@ -326,4 +332,105 @@ pub async fn self_container(docker: &Docker) -> Option<String> {
         .await
         .ok()?;
     info.id
+}
+
+/// What an exec in a container printed and how it ended.
+#[derive(Debug, Clone)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    /// stdout and stderr, interleaved as the process wrote them.
+    pub output: String,
+}
+
+/// Runs `cmd` in `container` through the Engine's exec API (no Docker CLI),
+/// writing `stdin` (then closing it) when given, and collects its output.
+/// `privileged` follows the nodes' own setting (kind execs privileged).
+pub async fn exec(
+    docker: &Docker,
+    container: &str,
+    cmd: &[&str],
+    stdin: Option<&[u8]>,
+    privileged: bool,
+) -> Result<ExecOutput> {
+    use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+    use tokio::io::AsyncWriteExt;
+    let what = || format!("running `{}` in {container}", cmd.join(" "));
+    let opts = CreateExecOptions::<String> {
+        cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+        attach_stdin: Some(stdin.is_some()),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        tty: Some(false),
+        privileged: Some(privileged),
+        ..Default::default()
+    };
+    let id = docker
+        .create_exec(container, opts)
+        .await
+        .map_err(|e| Error::docker(what(), e))?
+        .id;
+    let started = docker
+        .start_exec(
+            &id,
+            Some(StartExecOptions {
+                detach: false,
+                ..Default::default()
+            }),
+        )
+        .await
+        .map_err(|e| Error::docker(what(), e))?;
+    let mut output = String::new();
+    if let StartExecResults::Attached {
+        output: mut stream,
+        mut input,
+    } = started
+    {
+        if let Some(data) = stdin {
+            input
+                .write_all(data)
+                .await
+                .map_err(|e| Error::io(what(), e))?;
+            input.shutdown().await.map_err(|e| Error::io(what(), e))?;
+        }
+        drop(input);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| Error::docker(what(), e))?;
+            output.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
+    }
+    let info = docker
+        .inspect_exec(&id)
+        .await
+        .map_err(|e| Error::docker(what(), e))?;
+    Ok(ExecOutput {
+        exit_code: info.exit_code.unwrap_or(-1),
+        output,
+    })
+}
+
+/// `exec` that fails unless the command exits 0; the error carries the command,
+/// its exit code and the tail of its output.
+pub async fn exec_ok(
+    docker: &Docker,
+    container: &str,
+    cmd: &[&str],
+    stdin: Option<&[u8]>,
+    privileged: bool,
+) -> Result<String> {
+    let out = exec(docker, container, cmd, stdin, privileged).await?;
+    if out.exit_code == 0 {
+        return Ok(out.output);
+    }
+    let lines: Vec<&str> = out.output.lines().collect();
+    let tail = lines[lines.len().saturating_sub(8)..].join(" | ");
+    Err(Error::Internal(format!(
+        "`{}` in {container} exited with code {}: {}",
+        cmd.join(" "),
+        out.exit_code,
+        if tail.is_empty() {
+            "no output".to_string()
+        } else {
+            tail
+        }
+    )))
 }

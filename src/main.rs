@@ -134,7 +134,13 @@ fn print_table(clusters: &[ClusterInfo]) {
         "NAME", "STATUS", "SERVERS", "AGENTS"
     );
     for c in clusters {
-        let count = |role: &str| c.nodes.iter().filter(|n| n.role == role).count();
+        // k3d roles server/agent, kind roles control-plane/worker
+        let count = |role: &str, alias: &str| {
+            c.nodes
+                .iter()
+                .filter(|n| n.role == role || n.role == alias)
+                .count()
+        };
         let api = if c.api_port != 0 {
             format!("{}:{}", c.api_host, c.api_port)
         } else {
@@ -144,8 +150,8 @@ fn print_table(clusters: &[ClusterInfo]) {
             "{:<34} {:<9} {:>7} {:>6}  {api}",
             c.name,
             c.status,
-            count("server"),
-            count("agent")
+            count("server", "control-plane"),
+            count("agent", "worker")
         );
     }
 }

@@ -132,6 +132,7 @@ impl ClusterManager {
     ) -> Result<ClusterInfo> {
         let cluster = self.cluster_name(name)?;
         let plan = options.validate(&self.config.image)?;
+        self.provider.check_plan(&plan)?;
         let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(plan.timeout));
         let lock = self.lock_for(&cluster);
         let _held = guard

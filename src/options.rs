@@ -181,8 +181,15 @@ impl CreateOptions {
             }
         }
         for k in self.labels.keys() {
-            if k.is_empty() || k == "app" || k.starts_with("k3d.") || k.starts_with("k3s.") {
-                return bad(format!("label {k:?} is reserved or empty: 'app', 'k3d.*' and 'k3s.*' belong to the cluster manager"));
+            if k.is_empty()
+                || k == "app"
+                || k.starts_with("k3d.")
+                || k.starts_with("k3s.")
+                || k.starts_with("io.x-k8s.kind.")
+            {
+                return bad(format!(
+                    "label {k:?} is reserved or empty: 'app', 'k3d.*', 'k3s.*' and 'io.x-k8s.kind.*' belong to the cluster manager"
+                ));
             }
         }
         let mut ports = Vec::new();

@@ -356,6 +356,10 @@ macro_rules! for_providers {
             $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                async fn $test() { super::$test("k3d").await } )*
         }
+        mod kind {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $test() { super::$test("kind").await } )*
+        }
     };
 }
 
@@ -606,4 +610,148 @@ async fn delete_never_touches_the_users_kubeconfig() {
     c.manager.delete(&c.name, &never()).await.unwrap();
     assert_eq!(std::fs::read_to_string(&path).unwrap(), users);
     std::fs::remove_file(&path).unwrap();
+}
+
+// ---- kind only ------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kind_rolls_back_a_failing_kubeadm_init() {
+    let c = setup("kind", "kadm", |_| {}).await;
+    let opts = CreateOptions {
+        env: [("SIM_KUBEADM_INIT_FAIL".to_string(), "3".to_string())].into(),
+        ..Default::default()
+    };
+    let e = c
+        .manager
+        .create(&c.name, &opts, &never())
+        .await
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("kubeadm init") && msg.contains("exited with code 3"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("simulated failure"),
+        "the error carries the output tail: {msg}"
+    );
+    assert_gone(&c).await;
+    // the shared network stays, as kind leaves it
+    docker()
+        .await
+        .inspect_network(
+            "kind",
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kind_objects_match_the_contract() {
+    let c = setup("kind", "kobj", |_| {}).await;
+    let opts = CreateOptions {
+        agents: 2,
+        ..Default::default()
+    };
+    let info = c.manager.create(&c.name, &opts, &never()).await.unwrap();
+    let names: Vec<&str> = info.nodes.iter().map(|n| n.name.as_str()).collect();
+    let (cp, w1, w2) = (
+        format!("{}-control-plane", c.full),
+        format!("{}-worker", c.full),
+        format!("{}-worker2", c.full),
+    );
+    assert_eq!(names, vec![cp.as_str(), w1.as_str(), w2.as_str()]);
+    assert_eq!(info.nodes[0].role, "control-plane");
+    assert_eq!(info.nodes[1].role, "worker");
+    let docker = docker().await;
+    let node = docker
+        .inspect_container(
+            &cp,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .unwrap();
+    let cfg = node.config.unwrap();
+    assert_eq!(
+        cfg.labels.as_ref().unwrap()["io.x-k8s.kind.cluster"],
+        c.full
+    );
+    assert_eq!(
+        cfg.labels.as_ref().unwrap()["io.x-k8s.kind.role"],
+        "control-plane"
+    );
+    assert_eq!(cfg.hostname.as_deref(), Some(cp.as_str()));
+    assert!(cfg
+        .env
+        .unwrap()
+        .contains(&"KUBECONFIG=/etc/kubernetes/admin.conf".to_string()));
+    let hc = node.host_config.unwrap();
+    assert_eq!(hc.network_mode.as_deref(), Some("kind"));
+    assert!(hc.tmpfs.as_ref().unwrap().contains_key("/tmp"));
+    assert!(hc
+        .binds
+        .unwrap()
+        .contains(&"/lib/modules:/lib/modules:ro".to_string()));
+    let rp = hc.restart_policy.unwrap();
+    assert_eq!(
+        (
+            rp.name.unwrap().to_string().as_str(),
+            rp.maximum_retry_count
+        ),
+        ("on-failure", Some(1))
+    );
+    assert_eq!(
+        hc.port_bindings.unwrap()["6443/tcp"].clone().unwrap()[0]
+            .host_ip
+            .as_deref(),
+        Some("127.0.0.1")
+    );
+    let yaml = std::fs::read_to_string(c.manager.kubeconfig_path(&c.name).unwrap()).unwrap();
+    assert!(kecs_cluster::kubeconfig::has_cluster_entry(
+        &yaml,
+        &format!("kind-{}", c.full)
+    ));
+    c.manager.delete(&c.name, &never()).await.unwrap();
+    assert_gone(&c).await;
+}
+
+#[tokio::test]
+async fn kind_refuses_what_it_cannot_build_before_any_docker_call() {
+    let dir = TempDir::new("krefuse");
+    let cfg = ClusterManagerConfig {
+        provider: Some("kind".into()),
+        docker_host: Some("tcp://127.0.0.1:1".into()),
+        kubeconfig_path: Some(dir.path().display().to_string()),
+        ..Default::default()
+    };
+    let m = ClusterManager::new(&cfg).unwrap();
+    let ha = CreateOptions {
+        servers: 3,
+        ..Default::default()
+    };
+    let e = m.create("web", &ha, &never()).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidArgument);
+    assert!(e.to_string().contains("load balancer"), "{e}");
+    let args = CreateOptions {
+        k3s_args: vec!["--disable=traefik".into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        m.create("web", &args, &never()).await.unwrap_err().code(),
+        ErrorCode::InvalidArgument
+    );
+}
+
+#[tokio::test]
+async fn provider_switches_with_the_environment() {
+    // KECS_CLUSTER_PROVIDER=kind needs no code change in a caller
+    let m = ClusterManager::with_env(&ClusterManagerConfig::default(), |k| match k {
+        "KECS_CLUSTER_PROVIDER" => Some("kind".into()),
+        "HOME" => Some("/tmp".into()),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(m.config().provider, kecs_cluster::ProviderKind::Kind);
+    assert_eq!(m.config().image, "kindest/node:v1.31.4");
 }

@@ -22,7 +22,10 @@ import (
 // These tests drive the real Docker Engine with the node simulator image
 // (kecs-sim/k3s:test, built by tests/node-sim/build-image.sh).
 
-const simImage = "kecs-sim/k3s:test"
+const (
+	simImage     = "kecs-sim/k3s:test"
+	simKindImage = "kecs-sim/kind-node:test"
+)
 
 var counter atomic.Int64
 
@@ -88,12 +91,14 @@ func dockerGet(t *testing.T, path string, out any) {
 // leftovers lists Docker objects of cluster `full` (containers by label, the network by name).
 func leftovers(t *testing.T, full string) []string {
 	t.Helper()
-	var containers []struct{ Names []string }
-	filter := url.QueryEscape(fmt.Sprintf(`{"label":["k3d.cluster=%s"]}`, full))
-	dockerGet(t, "/containers/json?all=1&filters="+filter, &containers)
 	var out []string
-	for _, c := range containers {
-		out = append(out, "container "+strings.Join(c.Names, ","))
+	for _, label := range []string{"k3d.cluster", "io.x-k8s.kind.cluster"} {
+		var containers []struct{ Names []string }
+		filter := url.QueryEscape(fmt.Sprintf(`{"label":["%s=%s"]}`, label, full))
+		dockerGet(t, "/containers/json?all=1&filters="+filter, &containers)
+		for _, c := range containers {
+			out = append(out, "container "+strings.Join(c.Names, ","))
+		}
 	}
 	var networks []struct{ Name string }
 	dockerGet(t, "/networks", &networks)
@@ -166,6 +171,9 @@ func listNodes(t *testing.T, kubeconfig []byte) []string {
 func lifecycle(t *testing.T, provider string) {
 	cfg := testConfig(t)
 	cfg.Provider = provider
+	if provider == "kind" {
+		cfg.Image = simKindImage
+	}
 	m := newManager(t, cfg)
 	ctx := context.Background()
 	name := uniqueName("lc")
@@ -218,6 +226,8 @@ func lifecycle(t *testing.T, provider string) {
 }
 
 func TestLifecycle(t *testing.T) { lifecycle(t, "k3d") }
+
+func TestLifecycleKind(t *testing.T) { lifecycle(t, "kind") }
 
 func TestKECSStyleFlows(t *testing.T) {
 	dir := t.TempDir()

@@ -4,6 +4,7 @@
 //! names, kubeconfig files and locking.
 
 pub mod k3d;
+pub mod kind;
 pub mod query;
 
 use bollard::Docker;
@@ -75,6 +76,10 @@ pub trait Provider {
     fn network_name(&self, cluster: &str) -> String;
     /// The name of the cluster entry in its kubeconfig (`k3d-<c>`, `kind-<c>`).
     fn kubeconfig_cluster_entry(&self, cluster: &str) -> String;
+    /// Refuses options this provider cannot honour; called before any Docker call.
+    fn check_plan(&self, _plan: &CreatePlan) -> Result<()> {
+        Ok(())
+    }
     /// Creates and starts the nodes and waits until they are ready (the node log
     /// lines, then — when `plan.wait_ready` — every node Ready via the API).
     async fn create(
@@ -98,12 +103,14 @@ pub trait Provider {
 /// Static dispatch over the providers (async trait methods are not object safe).
 pub enum AnyProvider {
     K3d(k3d::K3dProvider),
+    Kind(kind::KindProvider),
 }
 
 macro_rules! dispatch {
     ($self:ident, $p:ident => $e:expr) => {
         match $self {
             AnyProvider::K3d($p) => $e,
+            AnyProvider::Kind($p) => $e,
         }
     };
 }
@@ -112,9 +119,7 @@ impl AnyProvider {
     pub fn for_kind(kind: ProviderKind) -> Result<AnyProvider> {
         match kind {
             ProviderKind::K3d => Ok(AnyProvider::K3d(k3d::K3dProvider)),
-            ProviderKind::Kind => Err(crate::Error::InvalidArgument(
-                "provider \"kind\" is not available in this build yet; use \"k3d\"".into(),
-            )),
+            ProviderKind::Kind => Ok(AnyProvider::Kind(kind::KindProvider)),
         }
     }
 }
@@ -128,6 +133,9 @@ impl Provider for AnyProvider {
     }
     fn kubeconfig_cluster_entry(&self, cluster: &str) -> String {
         dispatch!(self, p => p.kubeconfig_cluster_entry(cluster))
+    }
+    fn check_plan(&self, plan: &CreatePlan) -> Result<()> {
+        dispatch!(self, p => p.check_plan(plan))
     }
     async fn create(
         &self,

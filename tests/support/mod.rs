@@ -13,6 +13,16 @@ use kecs_cluster::docker::{containers_with_labels, label_filter};
 use kecs_cluster::{CancellationToken, ClusterManager, ClusterManagerConfig};
 
 pub const SIM_IMAGE: &str = "kecs-sim/k3s:test";
+pub const SIM_KIND_IMAGE: &str = "kecs-sim/kind-node:test";
+
+/// The simulator image standing in for `provider`'s node image.
+pub fn sim_image(provider: &str) -> &'static str {
+    if provider == "kind" {
+        SIM_KIND_IMAGE
+    } else {
+        SIM_IMAGE
+    }
+}
 
 /// Connects to the engine or fails the test with what to do.
 pub async fn docker() -> Docker {
@@ -100,7 +110,7 @@ impl Drop for TempDir {
 pub fn config(dir: &Path, provider: &str) -> ClusterManagerConfig {
     ClusterManagerConfig {
         provider: Some(provider.to_string()),
-        image: Some(SIM_IMAGE.to_string()),
+        image: Some(sim_image(provider).to_string()),
         privileged: Some(privileged()),
         kubeconfig_path: Some(dir.display().to_string()),
         ..Default::default()

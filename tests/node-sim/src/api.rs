@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::pki::{CaPem, Pki};
-use crate::state::{NodeRecord, State, K3S_VERSION};
+use crate::state::{NodeRecord, State};
 
 pub struct Server {
     pub state: Arc<State>,
@@ -182,7 +182,7 @@ async fn handle(server: &Server, authenticated: bool, req: Request<Incoming>) ->
     match (&method, segs.as_slice()) {
         (&Method::GET, ["version"]) => respond(
             StatusCode::OK,
-            json!({"major": "1", "minor": "31", "gitVersion": K3S_VERSION, "gitCommit": "0000000000000000000000000000000000000000",
+            json!({"major": "1", "minor": "31", "gitVersion": crate::state::version(), "gitCommit": "0000000000000000000000000000000000000000",
                    "gitTreeState": "clean", "buildDate": "2024-12-01T00:00:00Z", "goVersion": "go1.22.9",
                    "compiler": "gc", "platform": "linux/amd64"}),
         ),

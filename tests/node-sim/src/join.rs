@@ -132,6 +132,27 @@ async fn register_once(url: &str, token: &str, node: &NodeRecord) -> Result<CaPe
     })
 }
 
+/// Registers, retrying while the server is unreachable; a rejected token is an
+/// error (kubeadm join fails on it).
+pub async fn register_once_retrying(
+    url: &str,
+    token: &str,
+    node: &NodeRecord,
+) -> Result<CaPem, String> {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match register_once(url, token, node).await {
+            Ok(ca) => return Ok(ca),
+            Err(JoinError::Unreachable(e)) => {
+                logfmt::info(&format!("Waiting for the control plane: {e}"));
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(200));
+            }
+            Err(JoinError::Rejected(e)) => return Err(e),
+        }
+    }
+}
+
 /// Registers until it succeeds; a rejected token is logged and retried slowly, as a
 /// k3s agent does, so such a node never registers.
 pub async fn register(url: &str, token: &str, node: &NodeRecord) -> CaPem {

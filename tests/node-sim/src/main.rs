@@ -1,4 +1,6 @@
-//! kecs-node-sim: a k3s node stand-in for the `kecs-sim/k3s:test` test image.
+//! kecs-node-sim: a k3s node stand-in for the `kecs-sim/k3s:test` test image, and
+//! (run as `kind-node`, or as `kubeadm`/`kubectl`) a kindest/node stand-in for
+//! `kecs-sim/kind-node:test` — see `kind.rs`.
 //!
 //! Seen from outside a container it behaves like a k3s node as k3d drives it: k3s's
 //! argv and env, its log lines, a kubeconfig written where `K3S_KUBECONFIG_OUTPUT`
@@ -10,6 +12,8 @@
 mod api;
 mod args;
 mod join;
+mod kind;
+mod kubeadm_conf;
 mod logfmt;
 mod pki;
 mod state;
@@ -21,8 +25,26 @@ use std::time::Duration;
 use args::Role;
 use state::{NodeRecord, State, K3S_VERSION};
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 fn main() {
+    let argv0 = std::env::args().next().unwrap_or_default();
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    // a multi-call binary: the kind-node image links kubeadm and kubectl to it
+    match argv0.rsplit('/').next().unwrap_or("") {
+        "kubeadm" => std::process::exit(runtime().block_on(kind::kubeadm(&argv))),
+        "kubectl" => std::process::exit(kind::kubectl(&argv)),
+        _ => {}
+    }
+    if argv.first().map(String::as_str) == Some("kind-node") {
+        std::process::exit(runtime().block_on(run_kind_node()));
+    }
     let args = match args::parse(&argv) {
         Ok(a) => a,
         Err(e) => {
@@ -30,13 +52,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let code = rt.block_on(run(args));
-    std::process::exit(code);
+    std::process::exit(runtime().block_on(run(args)));
 }
 
 fn env(name: &str) -> Option<String> {
@@ -97,6 +113,59 @@ fn local_ips() -> Vec<IpAddr> {
     out
 }
 
+/// The fault knobs every node honours before it reports ready; returns an exit
+/// code when the node must stop.
+async fn fault_knobs() -> Option<i32> {
+    if let Some(ms) = env("SIM_READY_DELAY_MS").and_then(|v| v.parse::<u64>().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(code) = env("SIM_EXIT_BEFORE_READY") {
+        let code: i32 = code.parse().unwrap_or(1);
+        logfmt::fatal(&format!(
+            "simulated failure before ready (SIM_EXIT_BEFORE_READY={code})"
+        ));
+        return Some(code);
+    }
+    // "1": this node; any other value: nodes whose hostname contains it (so one
+    // node of a cluster can be held back while the env is set on every node)
+    let never = env("SIM_NEVER_READY").is_some_and(|v| v == "1" || hostname().contains(v.as_str()));
+    if never {
+        logfmt::info("Waiting for containerd startup: simulated hang (SIM_NEVER_READY)");
+        std::future::pending::<()>().await;
+    }
+    None
+}
+
+/// This node as the API lists it, and its addresses.
+fn this_node(
+    control_plane: bool,
+    labels: std::collections::BTreeMap<String, String>,
+) -> (NodeRecord, Vec<IpAddr>) {
+    let ips = local_ips();
+    let ip = ips
+        .first()
+        .map(|i| i.to_string())
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let node = NodeRecord {
+        name: hostname(),
+        control_plane,
+        ip,
+        labels,
+        created: String::new(),
+        uid: String::new(),
+    };
+    (node, ips)
+}
+
+async fn run_kind_node() -> i32 {
+    watch_signals();
+    if let Some(code) = fault_knobs().await {
+        return code;
+    }
+    let (node, ips) = this_node(hostname().contains("control-plane"), Default::default());
+    kind::run_node(node, ips).await
+}
+
 async fn run(args: args::Args) -> i32 {
     watch_signals();
     let role_name = if args.role == Role::Server {
@@ -110,40 +179,13 @@ async fn run(args: args::Args) -> i32 {
     for d in &args.disabled {
         logfmt::info(&format!("Disabling component: {d}"));
     }
-    if let Some(ms) = env("SIM_READY_DELAY_MS").and_then(|v| v.parse::<u64>().ok()) {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-    }
-    if let Some(code) = env("SIM_EXIT_BEFORE_READY") {
-        let code: i32 = code.parse().unwrap_or(1);
-        logfmt::fatal(&format!(
-            "simulated failure before ready (SIM_EXIT_BEFORE_READY={code})"
-        ));
+    if let Some(code) = fault_knobs().await {
         return code;
     }
-    // "1": this node; any other value: nodes whose hostname contains it (so one
-    // node of a cluster can be held back while the env is set on every node)
-    let never = env("SIM_NEVER_READY").is_some_and(|v| v == "1" || hostname().contains(v.as_str()));
-    if never {
-        logfmt::info("Waiting for containerd startup: simulated hang (SIM_NEVER_READY=1)");
-        std::future::pending::<()>().await;
-    }
-
-    let name = hostname();
-    let ips = local_ips();
-    let ip = ips
-        .first()
-        .map(|i| i.to_string())
-        .unwrap_or_else(|| "127.0.0.1".into());
+    let (me, ips) = this_node(args.role == Role::Server, args.node_labels.clone());
+    let name = me.name.clone();
     let server_url = args.server_url.clone().or_else(|| env("K3S_URL"));
     let token = args.token.clone().or_else(|| env("K3S_TOKEN"));
-    let me = NodeRecord {
-        name: name.clone(),
-        control_plane: args.role == Role::Server,
-        ip: ip.clone(),
-        labels: args.node_labels.clone(),
-        created: String::new(),
-        uid: String::new(),
-    };
 
     match args.role {
         Role::Agent => {

@@ -9,6 +9,18 @@ use crate::logfmt::rfc3339_now;
 
 pub const K3S_VERSION: &str = "v1.31.4+k3s1";
 
+static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The Kubernetes version this node reports: k3s's, or the kind node image's
+/// (`/kind/version`) in kind-node mode.
+pub fn version() -> &'static str {
+    VERSION.get().map(String::as_str).unwrap_or(K3S_VERSION)
+}
+
+pub fn set_version(v: &str) {
+    let _ = VERSION.set(v.to_string());
+}
+
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct NodeRecord {
     pub name: String,
@@ -288,7 +300,7 @@ fn node_object(n: &NodeRecord, rv: u64) -> Value {
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
             "nodeInfo": {
                 "architecture": "amd64", "bootID": n.uid, "containerRuntimeVersion": "containerd://1.7.23-k3s2",
-                "kernelVersion": "sim", "kubeProxyVersion": K3S_VERSION, "kubeletVersion": K3S_VERSION,
+                "kernelVersion": "sim", "kubeProxyVersion": version(), "kubeletVersion": version(),
                 "machineID": "", "operatingSystem": "linux", "osImage": "kecs node simulator", "systemUUID": n.uid
             }
         }

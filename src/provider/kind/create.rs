@@ -1,0 +1,499 @@
+//! `create` for the kind provider (kind contract §1–§2 over the Engine API):
+//! image → shared `kind` network → node containers (concurrently) → start → boot
+//! line → kubeadm.conf → `kubeadm init` → (single node) taint/label → CNI →
+//! storage class → `kubeadm join` on the workers (concurrently) → restart policy →
+//! kubeconfig → every node Ready. Failures remove the node containers; the shared
+//! network stays.
+
+use bollard::models::{
+    ContainerUpdateBody, Ipam, IpamConfig, NetworkCreateRequest, RestartPolicy,
+    RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectNetworkOptions, StartContainerOptions,
+};
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::spec::{self, ClusterSpec};
+use super::{read_kubeconfigs, remove_objects};
+use crate::docker::{self, exec_ok};
+use crate::error::{is_docker_not_found, Error, Result};
+use crate::guard::Guard;
+use crate::options::{CreatePlan, NodeRef, Role};
+use crate::provider::query::reachable_kubeconfig;
+use crate::provider::{Kubeconfigs, ProviderCtx};
+use crate::readiness;
+
+const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(60);
+const KUBECTL: &str = "--kubeconfig=/etc/kubernetes/admin.conf";
+
+/// What kind cannot do (yet) with these options, checked before any Docker call.
+pub fn check_plan(plan: &CreatePlan) -> Result<()> {
+    if plan.servers > 1 {
+        return Err(Error::InvalidArgument(format!(
+            "{} control-plane nodes need kind's external load balancer, which this library does not create yet: use servers = 1",
+            plan.servers
+        )));
+    }
+    if !plan.k3s_args.is_empty() {
+        return Err(Error::InvalidArgument(
+            "k3sArgs apply to k3d clusters only; the kind provider takes none".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub async fn create(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    plan: &CreatePlan,
+    guard: &Guard,
+) -> Result<Kubeconfigs> {
+    check_plan(plan)?;
+    guard.check("checking the node image")?;
+    docker::ensure_image(cx.docker, &plan.image, guard)
+        .await
+        .map_err(|e| e.context(format!("cluster {cluster}")))?;
+    ensure_network(cx, guard)
+        .await
+        .map_err(|e| e.context(format!("cluster {cluster}")))?;
+    match build(cx, cluster, plan, guard).await {
+        Ok(k) => Ok(k),
+        Err(err) => {
+            guard.report(&format!("create failed, rolling back: {err}"));
+            let rb = Guard::uncancellable(
+                format!("rolling back cluster {cluster}"),
+                ROLLBACK_TIMEOUT,
+                guard.reporter(),
+            );
+            match remove_objects(cx, cluster, &rb).await {
+                Ok(_) => Err(err),
+                Err(rb_err) => Err(Error::Internal(format!(
+                    "{err}; rolling back also failed, objects may remain: {rb_err}"
+                ))),
+            }
+        }
+    }
+}
+
+fn is_ipv6_unavailable(msg: &str) -> bool {
+    msg.contains("Cannot read IPv6 setup for bridge")
+        || msg.contains("ip6tables")
+        || msg.contains("IPv6")
+        || msg.contains("ipv6")
+}
+
+/// The shared `kind` network: reused when present (never validated or removed,
+/// as kind does), else created with masquerade, the default bridge's MTU and an
+/// IPv6 ULA subnet — IPv4 only when the engine cannot do IPv6.
+async fn ensure_network(cx: &ProviderCtx<'_>, guard: &Guard) -> Result<()> {
+    let step = "ensuring the docker network kind";
+    guard.check(step)?;
+    match cx
+        .docker
+        .inspect_network(spec::NETWORK, None::<InspectNetworkOptions>)
+        .await
+    {
+        Ok(_) => return Ok(()),
+        Err(e) if is_docker_not_found(&e) => {}
+        Err(e) => return Err(Error::docker(step, e)),
+    }
+    let mut options = HashMap::from([(
+        "com.docker.network.bridge.enable_ip_masquerade".to_string(),
+        "true".to_string(),
+    )]);
+    if let Ok(bridge) = cx
+        .docker
+        .inspect_network("bridge", None::<InspectNetworkOptions>)
+        .await
+    {
+        if let Some(mtu) = bridge
+            .options
+            .as_ref()
+            .and_then(|o| o.get("com.docker.network.driver.mtu"))
+            .filter(|m| m.parse::<u32>().is_ok_and(|m| m > 0))
+        {
+            options.insert("com.docker.network.driver.mtu".into(), mtu.clone());
+        }
+    }
+    let request = |subnet: Option<&str>| NetworkCreateRequest {
+        name: spec::NETWORK.into(),
+        driver: Some("bridge".into()),
+        enable_ipv6: subnet.map(|_| true),
+        ipam: subnet.map(|s| Ipam {
+            driver: Some("default".into()),
+            config: Some(vec![IpamConfig {
+                subnet: Some(s.to_string()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        options: Some(options.clone()),
+        ..Default::default()
+    };
+    for subnet in spec::ULA_SUBNETS.iter().map(|s| Some(*s)).chain([None]) {
+        match cx.docker.create_network(request(subnet)).await {
+            Ok(_) => {
+                guard.report(&format!(
+                    "created network kind ({})",
+                    subnet.unwrap_or("IPv4 only")
+                ));
+                return Ok(());
+            }
+            // created concurrently by another create: use it
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => return Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError { message, .. })
+                if subnet.is_some()
+                    && (message.contains("overlap") || is_ipv6_unavailable(&message)) =>
+            {
+                if is_ipv6_unavailable(&message) {
+                    // skip the remaining ULA attempts: go straight to IPv4 only
+                    match cx.docker.create_network(request(None)).await {
+                        Ok(_)
+                        | Err(bollard::errors::Error::DockerResponseServerError {
+                            status_code: 409,
+                            ..
+                        }) => return Ok(()),
+                        Err(e) => return Err(Error::docker(step, e)),
+                    }
+                }
+            }
+            Err(e) => return Err(Error::docker(step, e)),
+        }
+    }
+    Err(Error::Internal(format!(
+        "{step}: exhausted attempts trying to find a non-overlapping subnet"
+    )))
+}
+
+async fn create_node(
+    cx: &ProviderCtx<'_>,
+    spec: &ClusterSpec<'_>,
+    node: NodeRef,
+    guard: &Guard,
+) -> Result<()> {
+    let name = spec::node_name(spec.cluster, node);
+    let mut body = spec.container(node);
+    // no restart policy until the cluster is up (kind's on-failure:1 is set then),
+    // so a node that dies while booting is reported with its exit code
+    if let Some(hc) = body.host_config.as_mut() {
+        hc.restart_policy = Some(RestartPolicy {
+            name: Some(RestartPolicyNameEnum::NO),
+            maximum_retry_count: None,
+        });
+    }
+    let opts = CreateContainerOptions {
+        name: Some(name.clone()),
+        ..Default::default()
+    };
+    cx.docker
+        .create_container(Some(opts), body)
+        .await
+        .map_err(|e| Error::docker(format!("cluster {}: creating node {name}", spec.cluster), e))?;
+    guard.report(&format!("created node {name}"));
+    Ok(())
+}
+
+async fn start_and_boot(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    name: &str,
+    plan: &CreatePlan,
+    guard: &Guard,
+) -> Result<()> {
+    let step = format!("cluster {cluster}: starting node {name}");
+    guard.check(&step)?;
+    match cx
+        .docker
+        .start_container(name, None::<StartContainerOptions>)
+        .await
+    {
+        Ok(()) => guard.report(&format!("started node {name}")),
+        Err(bollard::errors::Error::DockerResponseServerError { message, .. })
+            if message.contains("port is already allocated")
+                || message.contains("address already in use") =>
+        {
+            let which = if plan.api_port != 0 {
+                format!(" (apiPort {})", plan.api_port)
+            } else {
+                String::new()
+            };
+            return Err(Error::InvalidArgument(format!(
+                "{step}: a host port it publishes{which} is already in use: {message}; choose another port or 0 to let Docker pick"
+            )));
+        }
+        Err(e) => return Err(Error::docker(&step, e)),
+    }
+    let wait = format!("cluster {cluster}: waiting for node {name} to finish booting");
+    guard
+        .wait(
+            &wait,
+            docker::wait_for_log_line(cx.docker, name, &spec::BOOT_LINES, 0),
+        )
+        .await?;
+    guard.report(&format!("node {name} booted"));
+    Ok(())
+}
+
+/// Runs a command in a node as a step of the create; errors name the step.
+async fn run(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    node: &str,
+    cmd: &[&str],
+    stdin: Option<&[u8]>,
+    guard: &Guard,
+) -> Result<String> {
+    let step = format!("cluster {cluster}: running `{}` in {node}", cmd.join(" "));
+    guard.check(&step)?;
+    guard
+        .wait(
+            &step,
+            exec_ok(cx.docker, node, cmd, stdin, cx.config.privileged),
+        )
+        .await
+        .map_err(|e| e.context(format!("cluster {cluster}")))
+}
+
+/// `nodeutils.WriteFile`: mkdir -p the directory, then copy stdin to the file.
+async fn write_file(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    node: &str,
+    path: &str,
+    content: &str,
+    guard: &Guard,
+) -> Result<()> {
+    let dir = path
+        .rsplit_once('/')
+        .map(|(d, _)| d)
+        .filter(|d| !d.is_empty())
+        .unwrap_or("/");
+    run(cx, cluster, node, &["mkdir", "-p", dir], None, guard).await?;
+    run(
+        cx,
+        cluster,
+        node,
+        &["cp", "/dev/stdin", path],
+        Some(content.as_bytes()),
+        guard,
+    )
+    .await?;
+    Ok(())
+}
+
+fn node_ip(info: &bollard::models::ContainerInspectResponse) -> Option<String> {
+    info.network_settings
+        .as_ref()?
+        .networks
+        .as_ref()?
+        .get(spec::NETWORK)?
+        .ip_address
+        .clone()
+        .filter(|ip| !ip.is_empty())
+}
+
+async fn arm_restart_policy(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    names: &[String],
+    guard: &Guard,
+) -> Result<()> {
+    guard.check(&format!("cluster {cluster}: setting the restart policy"))?;
+    let updates = names.iter().map(|name| async move {
+        let body = ContainerUpdateBody {
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::ON_FAILURE),
+                maximum_retry_count: Some(1),
+            }),
+            ..Default::default()
+        };
+        cx.docker.update_container(name, body).await.map_err(|e| {
+            Error::docker(
+                format!("cluster {cluster}: setting the restart policy of {name}"),
+                e,
+            )
+        })
+    });
+    futures_util::future::try_join_all(updates)
+        .await
+        .map(|_| ())
+}
+
+async fn build(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    plan: &CreatePlan,
+    guard: &Guard,
+) -> Result<Kubeconfigs> {
+    let spec = ClusterSpec {
+        cluster,
+        plan,
+        config: cx.config,
+    };
+    let nodes = spec.nodes();
+    guard.check(&format!("cluster {cluster}: creating nodes"))?;
+    let created =
+        futures_util::future::join_all(nodes.iter().map(|n| create_node(cx, &spec, *n, guard)))
+            .await;
+    created.into_iter().collect::<Result<Vec<()>>>()?;
+
+    let names: Vec<String> = nodes.iter().map(|n| spec::node_name(cluster, *n)).collect();
+    let cp = spec::node_name(
+        cluster,
+        NodeRef {
+            role: Role::Server,
+            index: 0,
+        },
+    );
+    let workers: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.role == Role::Agent)
+        .map(|n| spec::node_name(cluster, *n))
+        .collect();
+    futures_util::future::try_join_all(
+        names
+            .iter()
+            .map(|n| start_and_boot(cx, cluster, n, plan, guard)),
+    )
+    .await?;
+
+    // config: /kind/kubeadm.conf on every node, with its own IP
+    let version = run(cx, cluster, &cp, &["cat", "/kind/version"], None, guard).await?;
+    let version = version.trim().to_string();
+    let api_host_ip = cx.config.api_host_ip.to_string();
+    let writes = names.iter().map(|n| {
+        let (version, api_host_ip) = (&version, &api_host_ip);
+        async move {
+            let info = docker::inspect(cx.docker, n).await?;
+            let ip = node_ip(&info).ok_or_else(|| {
+                Error::Internal(format!(
+                    "cluster {cluster}: node {n} has no address on the kind network"
+                ))
+            })?;
+            let conf = spec::kubeadm_config(cluster, n, &ip, version, api_host_ip);
+            write_file(cx, cluster, n, spec::KUBEADM_CONF, &conf, guard).await
+        }
+    });
+    futures_util::future::try_join_all(writes).await?;
+    guard.report("wrote /kind/kubeadm.conf");
+
+    let init = format!("--config={}", spec::KUBEADM_CONF);
+    run(
+        cx,
+        cluster,
+        &cp,
+        &["kubeadm", "init", &init, "--skip-token-print", "--v=6"],
+        None,
+        guard,
+    )
+    .await?;
+    guard.report(&format!("kubeadm init on {cp}"));
+    if workers.is_empty() {
+        run(
+            cx,
+            cluster,
+            &cp,
+            &[
+                "kubectl",
+                KUBECTL,
+                "taint",
+                "nodes",
+                "--all",
+                "node-role.kubernetes.io/control-plane-",
+            ],
+            None,
+            guard,
+        )
+        .await?;
+        run(
+            cx,
+            cluster,
+            &cp,
+            &[
+                "kubectl",
+                KUBECTL,
+                "label",
+                "nodes",
+                "--all",
+                "node.kubernetes.io/exclude-from-external-load-balancers-",
+            ],
+            None,
+            guard,
+        )
+        .await?;
+    }
+    let cni = run(
+        cx,
+        cluster,
+        &cp,
+        &["cat", "/kind/manifests/default-cni.yaml"],
+        None,
+        guard,
+    )
+    .await?;
+    let cni = if cni.contains("would you kindly template this file") {
+        cni.replace("{{ .PodSubnet }}", spec::POD_SUBNET)
+    } else {
+        cni
+    };
+    run(
+        cx,
+        cluster,
+        &cp,
+        &["kubectl", "create", KUBECTL, "-f", "-"],
+        Some(cni.as_bytes()),
+        guard,
+    )
+    .await?;
+    guard.report("installed CNI");
+    if let Ok(storage) = run(
+        cx,
+        cluster,
+        &cp,
+        &["cat", "/kind/manifests/default-storage.yaml"],
+        None,
+        guard,
+    )
+    .await
+    {
+        run(
+            cx,
+            cluster,
+            &cp,
+            &["kubectl", KUBECTL, "apply", "-f", "-"],
+            Some(storage.as_bytes()),
+            guard,
+        )
+        .await?;
+        guard.report("installed StorageClass");
+    }
+    let joins = workers.iter().map(|w| {
+        run(
+            cx,
+            cluster,
+            w,
+            &["kubeadm", "join", "--config", spec::KUBEADM_CONF, "--v=6"],
+            None,
+            guard,
+        )
+    });
+    futures_util::future::try_join_all(joins).await?;
+    if !workers.is_empty() {
+        guard.report(&format!("joined {} worker(s)", workers.len()));
+    }
+    arm_restart_policy(cx, cluster, &names, guard).await?;
+    guard.check(&format!("cluster {cluster}: reading the kubeconfig"))?;
+    let kcs = read_kubeconfigs(cx, cluster, &cp).await?;
+    if plan.wait_ready {
+        let reach = reachable_kubeconfig(cx, spec::NETWORK, &kcs).await;
+        readiness::wait_nodes_ready(reach, nodes.len(), guard)
+            .await
+            .map_err(|e| e.context(format!("cluster {cluster}")))?;
+        guard.report(&format!("all {} node(s) Ready", nodes.len()));
+    }
+    Ok(kcs)
+}

@@ -1,0 +1,188 @@
+//! The kind provider: Kubernetes nodes in Docker as kind makes them (names, labels,
+//! the shared `kind` network, kubeadm driven through exec), with Docker Engine API
+//! calls only — exec included, no Docker CLI. One control-plane (kind's load
+//! balancer for several is not built yet), any number of workers.
+
+mod create;
+pub mod spec;
+
+use bollard::models::ContainerSummary;
+use std::collections::BTreeMap;
+
+use super::query::{cluster_info, node_summary, reachable_kubeconfig};
+use super::{ClusterInfo, Kubeconfigs, Provider, ProviderCtx};
+use crate::config::ProviderKind;
+use crate::docker::{self, summary_label, summary_name};
+use crate::error::{Error, Result};
+use crate::guard::Guard;
+use crate::kubeconfig::{self, EntryNames};
+use crate::options::CreatePlan;
+use crate::readiness;
+
+pub struct KindProvider;
+
+async fn node_containers(cx: &ProviderCtx<'_>, cluster: &str) -> Result<Vec<ContainerSummary>> {
+    docker::containers_with_labels(cx.docker, &[(spec::CLUSTER_LABEL, cluster)]).await
+}
+
+fn control_plane(nodes: &[ContainerSummary], cluster: &str) -> Result<String> {
+    let mut cps: Vec<String> = nodes
+        .iter()
+        .filter(|c| summary_label(c, spec::ROLE_LABEL) == Some("control-plane"))
+        .map(summary_name)
+        .collect();
+    cps.sort();
+    cps.into_iter().next().ok_or_else(|| {
+        Error::NotFound(format!(
+            "could not locate any control plane nodes for cluster {cluster}"
+        ))
+    })
+}
+
+/// `https://<host>:<port>` for the API as published on the Docker host.
+fn host_url(cx: &ProviderCtx<'_>, port: u16) -> String {
+    super::k3d::host_url(cx, port)
+}
+
+/// kubeadm's admin.conf from the control-plane, renamed to `kind-<c>`.
+async fn read_kubeconfigs(cx: &ProviderCtx<'_>, cluster: &str, cp: &str) -> Result<Kubeconfigs> {
+    let info = docker::inspect(cx.docker, cp).await?;
+    let port = docker::published_port(&info, spec::API_PORT).ok_or_else(|| {
+        Error::NotFound(format!(
+            "cluster {cluster}: node {cp} has no published API port (is it running?)"
+        ))
+    })?;
+    let raw = docker::read_file(cx.docker, cp, spec::ADMIN_CONF)
+        .await
+        .map_err(|e| {
+            e.context(format!(
+                "cluster {cluster}: reading {} of {cp}",
+                spec::ADMIN_CONF
+            ))
+        })?;
+    let raw = String::from_utf8(raw).map_err(|_| {
+        Error::Internal(format!(
+            "cluster {cluster}: {} in {cp} is not UTF-8",
+            spec::ADMIN_CONF
+        ))
+    })?;
+    let entry = spec::entry_name(cluster);
+    let names = EntryNames {
+        cluster: entry.clone(),
+        context: entry.clone(),
+        user: entry,
+    };
+    Ok(Kubeconfigs {
+        host: kubeconfig::rewrite(&raw, &names, &host_url(cx, port))?,
+        internal: kubeconfig::rewrite(&raw, &names, &spec::internal_url(cluster))?,
+    })
+}
+
+/// Removes the cluster's node containers with their anonymous volumes. The
+/// shared `kind` network stays, as kind leaves it.
+pub(crate) async fn remove_objects(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    guard: &Guard,
+) -> Result<bool> {
+    let nodes = node_containers(cx, cluster).await?;
+    let names: Vec<String> = nodes.iter().map(summary_name).collect();
+    docker::remove_containers(cx.docker, &names, guard)
+        .await
+        .map_err(|e| e.context(format!("deleting cluster {cluster}")))?;
+    Ok(!names.is_empty())
+}
+
+fn info_from(cluster: &str, nodes: &[ContainerSummary]) -> ClusterInfo {
+    let summaries = nodes
+        .iter()
+        .map(|c| node_summary(c, summary_label(c, spec::ROLE_LABEL).unwrap_or(""), 6443))
+        .collect();
+    let metadata = BTreeMap::from([("network".to_string(), spec::NETWORK.to_string())]);
+    cluster_info("kind", cluster, summaries, metadata)
+}
+
+impl Provider for KindProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Kind
+    }
+
+    fn network_name(&self, _cluster: &str) -> String {
+        spec::NETWORK.into()
+    }
+
+    fn kubeconfig_cluster_entry(&self, cluster: &str) -> String {
+        spec::entry_name(cluster)
+    }
+
+    fn check_plan(&self, plan: &CreatePlan) -> Result<()> {
+        create::check_plan(plan)
+    }
+
+    async fn create(
+        &self,
+        cx: &ProviderCtx<'_>,
+        cluster: &str,
+        plan: &CreatePlan,
+        guard: &Guard,
+    ) -> Result<Kubeconfigs> {
+        create::create(cx, cluster, plan, guard).await
+    }
+
+    async fn delete(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
+        remove_objects(cx, cluster, guard).await
+    }
+
+    async fn exists(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<bool> {
+        Ok(!node_containers(cx, cluster).await?.is_empty())
+    }
+
+    async fn kubeconfig(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<Kubeconfigs> {
+        let nodes = node_containers(cx, cluster).await?;
+        let cp = control_plane(&nodes, cluster)?;
+        read_kubeconfigs(cx, cluster, &cp).await
+    }
+
+    async fn info(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<Option<ClusterInfo>> {
+        let nodes = node_containers(cx, cluster).await?;
+        Ok((!nodes.is_empty()).then(|| info_from(cluster, &nodes)))
+    }
+
+    async fn list(&self, cx: &ProviderCtx<'_>) -> Result<Vec<ClusterInfo>> {
+        let all = docker::containers_with_labels(cx.docker, &[(spec::CLUSTER_LABEL, "")]).await?;
+        let mut by_cluster: BTreeMap<String, Vec<ContainerSummary>> = BTreeMap::new();
+        for c in all {
+            if let Some(cluster) = summary_label(&c, spec::CLUSTER_LABEL) {
+                if cluster.starts_with(&cx.config.name_prefix) {
+                    by_cluster.entry(cluster.to_string()).or_default().push(c);
+                }
+            }
+        }
+        Ok(by_cluster
+            .iter()
+            .map(|(name, nodes)| info_from(name, nodes))
+            .collect())
+    }
+
+    async fn wait_ready(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<()> {
+        let nodes = node_containers(cx, cluster).await?;
+        if nodes.is_empty() {
+            return Err(Error::NotFound(format!("cluster {cluster} does not exist")));
+        }
+        for n in &nodes {
+            if n.state.map(|s| s.to_string()).as_deref() != Some("running") {
+                return Err(Error::Internal(format!(
+                    "cluster {cluster}: node {} is not running",
+                    summary_name(n)
+                )));
+            }
+        }
+        let kcs = guard
+            .wait("reading the kubeconfig", self.kubeconfig(cx, cluster))
+            .await?;
+        let reach = reachable_kubeconfig(cx, spec::NETWORK, &kcs).await;
+        readiness::wait_nodes_ready(reach, nodes.len(), guard)
+            .await
+            .map_err(|e| e.context(format!("cluster {cluster}")))
+    }
+}
