@@ -147,8 +147,8 @@ impl ClusterManager {
             guard.report(&format!("cluster {cluster} already exists"));
             return self.info_in(&cx, &cluster).await;
         }
-        let kcs = self.provider.create(&cx, &cluster, &plan, &guard).await?;
-        if let Err(err) = self.write_kubeconfigs(&cluster, &kcs, &guard) {
+        let created = self.provider.create(&cx, &cluster, &plan, &guard).await?;
+        if let Err(err) = self.write_kubeconfigs(&cluster, &created.kubeconfigs, &guard) {
             let rb = Guard::uncancellable(
                 format!("rolling back cluster {cluster}"),
                 DELETE_TIMEOUT,
@@ -162,7 +162,23 @@ impl ClusterManager {
             }
             return Err(err);
         }
-        self.info_in(&cx, &cluster).await
+        // one list call; the version was asked while waiting for readiness
+        let mut info = self
+            .provider
+            .info(&cx, &cluster)
+            .await?
+            .ok_or_else(|| not_found(&cluster))?;
+        info.kubeconfig_path = self.kubeconfig_file(&cluster);
+        info.version = created.version;
+        Ok(info)
+    }
+
+    fn kubeconfig_file(&self, cluster: &str) -> String {
+        self.config
+            .kubeconfig_dir
+            .join(format!("{cluster}.config"))
+            .display()
+            .to_string()
     }
 
     fn write_kubeconfigs(&self, cluster: &str, kcs: &Kubeconfigs, guard: &Guard) -> Result<()> {
@@ -283,12 +299,7 @@ impl ClusterManager {
             .info(cx, cluster)
             .await?
             .ok_or_else(|| not_found(cluster))?;
-        info.kubeconfig_path = self
-            .config
-            .kubeconfig_dir
-            .join(format!("{cluster}.config"))
-            .display()
-            .to_string();
+        info.kubeconfig_path = self.kubeconfig_file(cluster);
         if info.status == "running" {
             if let Ok(kcs) = self.provider.kubeconfig(cx, cluster).await {
                 let reach =
@@ -310,12 +321,7 @@ impl ClusterManager {
             .wait("listing clusters", self.provider.list(&cx))
             .await?;
         for c in &mut list {
-            c.kubeconfig_path = self
-                .config
-                .kubeconfig_dir
-                .join(format!("{}.config", c.name))
-                .display()
-                .to_string();
+            c.kubeconfig_path = self.kubeconfig_file(&c.name);
         }
         Ok(list)
     }

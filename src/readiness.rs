@@ -30,11 +30,16 @@ fn is_ready(node: &Node) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// Waits until the API lists at least `expected` nodes and all of them are Ready.
-pub async fn wait_nodes_ready(kubeconfig_yaml: &str, expected: usize, guard: &Guard) -> Result<()> {
+/// Waits until the API lists at least `expected` nodes and all of them are Ready;
+/// returns the client (its connection stays open for a follow-up request).
+pub async fn wait_nodes_ready(
+    kubeconfig_yaml: &str,
+    expected: usize,
+    guard: &Guard,
+) -> Result<kube::Client> {
     let step = format!("waiting for {expected} Ready node(s) through the Kubernetes API");
     let client = client(kubeconfig_yaml, Duration::from_secs(5)).await?;
-    let nodes: Api<Node> = Api::all(client);
+    let nodes: Api<Node> = Api::all(client.clone());
     let mut pause = Duration::from_millis(20);
     let mut last = String::from("no answer yet");
     loop {
@@ -59,7 +64,7 @@ pub async fn wait_nodes_ready(kubeconfig_yaml: &str, expected: usize, guard: &Gu
                     .filter_map(|n| n.metadata.name.as_deref())
                     .collect();
                 if list.items.len() >= expected && ready.len() == list.items.len() {
-                    return Ok(());
+                    return Ok(client);
                 }
                 last = format!("{} of {} node(s) Ready: {:?}", ready.len(), expected, ready);
             }
@@ -79,6 +84,14 @@ pub async fn wait_nodes_ready(kubeconfig_yaml: &str, expected: usize, guard: &Gu
             });
         }
         pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// The API server's `gitVersion` through an existing client; empty if it fails.
+pub async fn version_of(client: &kube::Client) -> String {
+    match tokio::time::timeout(Duration::from_secs(2), client.apiserver_version()).await {
+        Ok(Ok(v)) => v.git_version,
+        _ => String::new(),
     }
 }
 

@@ -34,6 +34,9 @@ struct Args {
     go_driver: Option<PathBuf>,
     #[arg(long, default_value = "kecs-sim/k3s:test")]
     image: String,
+    /// Sections to run (comma-separated): cycle,readiness,scale,concurrency,ffi,memory.
+    #[arg(long, default_value = "cycle,readiness,scale,concurrency,ffi,memory")]
+    sections: String,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -94,6 +97,62 @@ fn floats(v: &Value) -> Vec<f64> {
         .unwrap_or_default()
 }
 
+/// The Go driver in serve mode: one process and one warm Manager for the run.
+struct GoServer {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    stdout: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl GoServer {
+    fn start(cx: &Ctx) -> GoServer {
+        let driver = cx.args.go_driver.as_ref().expect("--go-driver");
+        let mut child = tokio::process::Command::new(driver)
+            .args([
+                "-mode",
+                "serve",
+                "-image",
+                &cx.args.image,
+                "-kubeconfig-dir",
+                &cx.dir.display().to_string(),
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting the Go driver");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
+            child.stdout.take().unwrap(),
+        ));
+        GoServer {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    async fn cycle(&mut self, name: &str) -> Value {
+        self.command(&format!("cycle {name}")).await
+    }
+
+    async fn command(&mut self, line: &str) -> Value {
+        use tokio::io::AsyncWriteExt;
+        self.stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .expect("Go driver stdin");
+        let line = self
+            .stdout
+            .next_line()
+            .await
+            .expect("Go driver stdout")
+            .expect("Go driver exited");
+        let _ = &self.child;
+        serde_json::from_str(&line).expect("Go driver JSON")
+    }
+}
+
 /// `2026-11-26T08:13:02.123456789Z` → seconds since the epoch, with fraction.
 fn docker_time(ts: &str) -> Option<f64> {
     let whole = kecs_cluster::provider::k3d::unix_seconds(ts)? as f64;
@@ -133,9 +192,8 @@ async fn line_time(docker: &Docker, container: &str, needle: &str) -> Option<f64
     None
 }
 
-/// (a) one library cycle: (create → ready ms, whole cycle ms).
-async fn rust_cycle(cx: &Ctx) -> (f64, f64) {
-    let m = cx.manager();
+/// (a) one library cycle on a warm manager: (create → ready ms, whole cycle ms).
+async fn rust_cycle(cx: &Ctx, m: &ClusterManager) -> (f64, f64) {
     let name = cx.name("r");
     let never = CancellationToken::new();
     let t = Instant::now();
@@ -151,15 +209,18 @@ async fn cycles(cx: &Ctx, rows: &mut Vec<Row>, raw: &mut Value) {
     let (mut a_create, mut a, mut b_create, mut b, mut c, mut d_create, mut d) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("cli-cycle.sh");
+    // both library peers keep one warm manager for the whole run
+    let manager = cx.manager();
+    let mut go = cx.args.go_driver.as_ref().map(|_| GoServer::start(cx));
     for _ in 0..cx.args.runs {
         // interleaved, so every peer sees the same machine
-        let (cr, cy) = rust_cycle(cx).await;
+        let (cr, cy) = rust_cycle(cx, &manager).await;
         a_create.push(cr);
         a.push(cy);
-        if cx.args.go_driver.is_some() {
-            let v = cx.go("cycle", 1, &cx.name("g"));
-            b_create.extend(floats(&v["create_ms"]));
-            b.extend(floats(&v["cycle_ms"]));
+        if let Some(go) = go.as_mut() {
+            let v = go.cycle(&cx.name("g")).await;
+            b_create.push(v["create_ms"].as_f64().unwrap_or(f64::NAN));
+            b.push(v["cycle_ms"].as_f64().unwrap_or(f64::NAN));
         }
         let t = Instant::now();
         let st = Command::new("bash")
@@ -465,61 +526,85 @@ async fn concurrency(cx: &Ctx, rows: &mut Vec<Row>, raw: &mut Value) {
 }
 
 async fn ffi_cost(cx: &Ctx, rows: &mut Vec<Row>, raw: &mut Value) {
-    let n = cx.args.runs * 100;
+    let Some(_) = cx.args.go_driver else { return };
     let m = cx.manager();
     let never = CancellationToken::new();
+    let mut go = GoServer::start(cx);
+    let block = 100;
+    // warm up both sides (connect, negotiate, first allocations)
     for _ in 0..20 {
         m.exists("bench-missing", &never).await.expect("exists");
     }
-    let mut rust = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        m.exists("bench-missing", &never).await.expect("exists");
-        rust.push(t.elapsed().as_nanos() as f64);
+    go.command("exists 20").await;
+    let (mut rust_exists, mut go_exists, mut rust_path, mut go_path) =
+        (vec![], vec![], vec![], vec![]);
+    // interleaved blocks, so both sides see the same machine
+    for _ in 0..cx.args.runs {
+        for _ in 0..block {
+            let t = Instant::now();
+            m.exists("bench-missing", &never).await.expect("exists");
+            rust_exists.push(t.elapsed().as_nanos() as f64);
+        }
+        go_exists.extend(floats(&go.command(&format!("exists {block}")).await["ns"]));
+        for _ in 0..block {
+            let t = Instant::now();
+            std::hint::black_box(m.kubeconfig_path("bench-missing").expect("path"));
+            rust_path.push(t.elapsed().as_nanos() as f64);
+        }
+        go_path.extend(floats(&go.command(&format!("path {block}")).await["ns"]));
     }
-    let rs = stat(&rust);
+    let us = |s: Stat| Stat {
+        median: s.median / 1000.0,
+        p90: s.p90 / 1000.0,
+        n: s.n,
+    };
+    let (re, ge, rp, gp) = (
+        stat(&rust_exists),
+        stat(&go_exists),
+        stat(&rust_path),
+        stat(&go_path),
+    );
     rows.push(Row::absolute(
         "5. ClusterExists (missing cluster), Rust API: one Docker round trip",
         "µs",
-        Stat {
-            median: rs.median / 1000.0,
-            p90: rs.p90 / 1000.0,
-            n: rs.n,
-        },
+        us(re),
         "reference",
         None,
     ));
-    if cx.args.go_driver.is_some() {
-        let v = cx.go("exists", n, "x");
-        let go = stat(&floats(&v["exists_ns"]));
-        let overhead = go.median - rs.median;
-        let frac = overhead / rs.median * 100.0;
-        rows.push(Row::absolute(
-            "5. ClusterExists through Go → C ABI → Rust",
-            "µs",
-            Stat {
-                median: go.median / 1000.0,
-                p90: go.p90 / 1000.0,
-                n: go.n,
-            },
-            "reference",
-            None,
-        ));
-        rows.push(Row::absolute(
-            "5. FFI overhead (Go − Rust medians) as % of the Docker round trip",
-            "%",
-            Stat {
-                median: frac,
-                p90: f64::NAN,
-                n: go.n,
-            },
-            "≤ 2 %",
-            Some(2.0),
-        ));
-        raw["ffi"] = json!({"rust_ns": rust, "go_ns": v["exists_ns"], "overhead_ns": overhead});
-    } else {
-        raw["ffi"] = json!({"rust_ns": rust});
-    }
+    rows.push(Row::absolute(
+        "5. ClusterExists through Go → C ABI → Rust",
+        "µs",
+        us(ge),
+        "reference",
+        None,
+    ));
+    let frac = (ge.median - re.median) / re.median * 100.0;
+    rows.push(Row::absolute(
+        "5. FFI overhead on ClusterExists (Go − Rust medians) as % of the round trip",
+        "%",
+        Stat {
+            median: frac,
+            p90: f64::NAN,
+            n: ge.n,
+        },
+        "≤ 2 %",
+        Some(2.0),
+    ));
+    rows.push(Row::absolute(
+        "5. boundary alone: GetKubeconfigPath via Go (no Docker call)",
+        "µs",
+        us(gp),
+        "reference",
+        None,
+    ));
+    rows.push(Row::absolute(
+        "5. boundary alone: kubeconfig_path in Rust",
+        "µs",
+        us(rp),
+        "reference",
+        None,
+    ));
+    raw["ffi"] = json!({"rust_exists_ns": rust_exists, "go_exists_ns": go_exists, "rust_path_ns": rust_path, "go_path_ns": go_path});
 }
 
 fn memory(cx: &Ctx, rows: &mut Vec<Row>, raw: &mut Value) {
@@ -604,18 +689,31 @@ async fn main() {
     let mut m = machine();
     m["docker"] = json!(version);
     eprintln!("kecs-bench: {m}");
-    eprintln!("kecs-bench: 1/6 create→ready→delete cycles");
-    cycles(&cx, &mut rows, &mut raw).await;
-    eprintln!("kecs-bench: 2/6 readiness latency");
-    readiness(&cx, &mut rows, &mut raw).await;
-    eprintln!("kecs-bench: 3/6 scale");
-    scale(&cx, &mut rows, &mut raw).await;
-    eprintln!("kecs-bench: 4/6 concurrency");
-    concurrency(&cx, &mut rows, &mut raw).await;
-    eprintln!("kecs-bench: 5/6 FFI cost");
-    ffi_cost(&cx, &mut rows, &mut raw).await;
-    eprintln!("kecs-bench: 6/6 memory");
-    memory(&cx, &mut rows, &mut raw);
+    let want = |s: &str| cx.args.sections.split(',').any(|x| x.trim() == s);
+    if want("cycle") {
+        eprintln!("kecs-bench: create→ready→delete cycles");
+        cycles(&cx, &mut rows, &mut raw).await;
+    }
+    if want("readiness") {
+        eprintln!("kecs-bench: readiness latency");
+        readiness(&cx, &mut rows, &mut raw).await;
+    }
+    if want("scale") {
+        eprintln!("kecs-bench: scale");
+        scale(&cx, &mut rows, &mut raw).await;
+    }
+    if want("concurrency") {
+        eprintln!("kecs-bench: concurrency");
+        concurrency(&cx, &mut rows, &mut raw).await;
+    }
+    if want("ffi") {
+        eprintln!("kecs-bench: FFI cost");
+        ffi_cost(&cx, &mut rows, &mut raw).await;
+    }
+    if want("memory") {
+        eprintln!("kecs-bench: memory");
+        memory(&cx, &mut rows, &mut raw);
+    }
     let _ = std::fs::remove_dir_all(&cx.dir);
     println!("Machine: {} cores, {} GiB, Docker {}, {}; node image {} (simulator); {} runs per figure, {} per scale/concurrency point.\n",
         m["cores"], m["memory_gib"], m["docker"].as_str().unwrap_or(""), m["date"].as_str().unwrap_or(""), cx.args.image, cx.args.runs, cx.args.scale_runs);

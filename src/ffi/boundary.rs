@@ -113,14 +113,28 @@ pub(crate) fn into_c_string(s: String) -> Result<*mut c_char> {
 }
 
 impl KecsManager {
-    /// Runs a manager future to completion on the calling thread.
-    pub(crate) fn block_on<T>(
-        &self,
-        fut: impl std::future::Future<Output = Result<T>>,
-    ) -> Result<T> {
-        match &self.runtime {
-            Some(rt) => rt.block_on(fut),
-            None => Err(Error::Internal("manager has been shut down".into())),
+    /// Runs a manager operation as a task on the manager's runtime and blocks the
+    /// calling thread until it ends. The task's I/O is driven where it runs, so
+    /// the caller is woken once, at the end (blocking on the future itself from a
+    /// foreign thread costs a thread hand-off per I/O event). A panic in the task
+    /// is re-raised here, where the boundary turns it into KECS_STATUS_PANIC.
+    pub(crate) fn run<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: FnOnce(std::sync::Arc<crate::manager::ClusterManager>) -> Fut,
+        Fut: std::future::Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let rt = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| Error::Internal("manager has been shut down".into()))?;
+        let task = rt.spawn(op(self.manager.clone()));
+        match rt.block_on(task) {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(Error::Internal(format!(
+                "the operation's task ended early: {e}"
+            ))),
         }
     }
 }

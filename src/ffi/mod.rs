@@ -68,7 +68,7 @@ pub unsafe extern "C" fn kecs_manager_new(
             .map_err(|e| Error::Internal(format!("starting the runtime: {e}")))?;
         let m = Box::new(KecsManager {
             runtime: Some(runtime),
-            manager,
+            manager: std::sync::Arc::new(manager),
         });
         // SAFETY: checked non-NULL above.
         unsafe { *out = Box::into_raw(m) };
@@ -121,7 +121,8 @@ pub unsafe extern "C" fn kecs_cluster_create(
             None => CreateOptions::default(),
         };
         let token = unsafe { cancel_arg(cancel) };
-        m.block_on(m.manager.create(name, &options, &token))
+        let name = name.to_string();
+        m.run(move |mgr| async move { mgr.create(&name, &options, &token).await.map(|_| ()) })
             .map(|_| ())
     })
 }
@@ -143,7 +144,8 @@ pub unsafe extern "C" fn kecs_cluster_delete(
         let m = unsafe { manager_arg(m) }?;
         let name = unsafe { str_arg(name, "name") }?;
         let token = unsafe { cancel_arg(cancel) };
-        m.block_on(m.manager.delete(name, &token))
+        let name = name.to_string();
+        m.run(move |mgr| async move { mgr.delete(&name, &token).await })
     })
 }
 
@@ -166,7 +168,8 @@ pub unsafe extern "C" fn kecs_cluster_exists(
         let name = unsafe { str_arg(name, "name") }?;
         out_arg(out, "out")?;
         let token = unsafe { cancel_arg(cancel) };
-        let exists = m.block_on(m.manager.exists(name, &token))?;
+        let name = name.to_string();
+        let exists = m.run(move |mgr| async move { mgr.exists(&name, &token).await })?;
         // SAFETY: checked non-NULL above.
         unsafe { *out = exists };
         Ok(())
@@ -190,10 +193,9 @@ pub unsafe extern "C" fn kecs_cluster_wait_ready(
         let m = unsafe { manager_arg(m) }?;
         let name = unsafe { str_arg(name, "name") }?;
         let token = unsafe { cancel_arg(cancel) };
-        m.block_on(
-            m.manager
-                .wait_ready(name, Duration::from_millis(timeout_ms), &token),
-        )
+        let name = name.to_string();
+        let timeout = Duration::from_millis(timeout_ms);
+        m.run(move |mgr| async move { mgr.wait_ready(&name, timeout, &token).await })
     })
 }
 
@@ -216,7 +218,9 @@ pub unsafe extern "C" fn kecs_cluster_kubeconfig(
         let name = unsafe { str_arg(name, "name") }?;
         out_arg(out_yaml, "out_yaml")?;
         let token = unsafe { cancel_arg(cancel) };
-        let yaml = into_c_string(m.block_on(m.manager.kubeconfig(name, &token))?)?;
+        let name = name.to_string();
+        let yaml =
+            into_c_string(m.run(move |mgr| async move { mgr.kubeconfig(&name, &token).await })?)?;
         // SAFETY: checked non-NULL above.
         unsafe { *out_yaml = yaml };
         Ok(())
@@ -272,7 +276,8 @@ pub unsafe extern "C" fn kecs_cluster_info(
         let name = unsafe { str_arg(name, "name") }?;
         out_arg(out_json, "out_json")?;
         let token = unsafe { cancel_arg(cancel) };
-        let info = m.block_on(m.manager.info(name, &token))?;
+        let name = name.to_string();
+        let info = m.run(move |mgr| async move { mgr.info(&name, &token).await })?;
         let json = serde_json::to_string(&info)
             .map_err(|e| Error::Internal(format!("encoding info: {e}")))?;
         let s = into_c_string(json)?;
@@ -300,7 +305,7 @@ pub unsafe extern "C" fn kecs_cluster_list(
         let m = unsafe { manager_arg(m) }?;
         out_arg(out_json, "out_json")?;
         let token = unsafe { cancel_arg(cancel) };
-        let list = m.block_on(m.manager.list(&token))?;
+        let list = m.run(move |mgr| async move { mgr.list(&token).await })?;
         let json = serde_json::to_string(&list)
             .map_err(|e| Error::Internal(format!("encoding list: {e}")))?;
         let s = into_c_string(json)?;

@@ -52,7 +52,7 @@ impl From<ErrorCode> for kecs_status_t {
 /// Opaque: a cluster manager with its own tokio runtime.
 pub struct KecsManager {
     pub(crate) runtime: Option<tokio::runtime::Runtime>,
-    pub(crate) manager: ClusterManager,
+    pub(crate) manager: std::sync::Arc<ClusterManager>,
 }
 
 /// Opaque: an error's status and message.

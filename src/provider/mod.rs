@@ -67,6 +67,14 @@ pub struct Kubeconfigs {
     pub internal: String,
 }
 
+/// What `create` hands back: the kubeconfigs, and the API server's version when
+/// the cluster was waited for (empty otherwise).
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub kubeconfigs: Kubeconfigs,
+    pub version: String,
+}
+
 /// The operations every provider implements. Implementations roll back what
 /// `create` made when it fails, times out or is cancelled.
 #[allow(async_fn_in_trait)] // used through static dispatch (`AnyProvider`) only
@@ -88,7 +96,7 @@ pub trait Provider {
         cluster: &str,
         plan: &CreatePlan,
         guard: &Guard,
-    ) -> Result<Kubeconfigs>;
+    ) -> Result<Created>;
     /// Removes everything of the cluster; Ok(false) when there was nothing.
     async fn delete(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool>;
     async fn exists(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<bool>;
@@ -143,7 +151,7 @@ impl Provider for AnyProvider {
         cluster: &str,
         plan: &CreatePlan,
         guard: &Guard,
-    ) -> Result<Kubeconfigs> {
+    ) -> Result<Created> {
         dispatch!(self, p => p.create(cx, cluster, plan, guard).await)
     }
     async fn delete(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {

@@ -4,8 +4,13 @@
 use bollard::models::{ContainerSummary, NetworkConnectRequest};
 use std::collections::BTreeMap;
 
-use super::{ClusterInfo, Kubeconfigs, NodeInfo, ProviderCtx};
+use super::{ClusterInfo, Created, Kubeconfigs, NodeInfo, ProviderCtx};
+use crate::docker;
 use crate::docker::summary_name;
+use crate::error::{Error, Result};
+use crate::guard::Guard;
+use crate::kubeconfig::{self, EntryNames};
+use crate::readiness;
 
 /// A node as read from one `docker ps`-style list entry.
 #[derive(Debug, Clone)]
@@ -115,6 +120,101 @@ pub async fn reachable_kubeconfig<'k>(
         }) => &kcs.internal,
         Err(_) => &kcs.host,
     }
+}
+
+/// Where a provider's nodes keep the kubeconfig and how its entries are named.
+pub struct KubeconfigSource<'a> {
+    /// The node holding the file and publishing the API port 6443.
+    pub node: &'a str,
+    pub path: &'a str,
+    pub names: EntryNames,
+    /// The server URL for containers on the cluster network.
+    pub internal_url: String,
+}
+
+/// `https://<host>:<port>` for the API as published on the Docker host.
+pub fn host_url(cx: &ProviderCtx<'_>, port: u16) -> String {
+    let ip = cx.config.api_host_ip;
+    let host = if ip.is_unspecified() {
+        cx.config
+            .host_address
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1".into())
+    } else if ip.is_ipv6() {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    };
+    format!("https://{host}:{port}")
+}
+
+/// Copies the kubeconfig out of the node (archive API) while reading its
+/// published API port, and rewrites it for the host and for the cluster network.
+pub async fn read_kubeconfigs(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    src: KubeconfigSource<'_>,
+) -> Result<Kubeconfigs> {
+    let node = src.node;
+    let (info, raw) = futures_util::future::try_join(docker::inspect(cx.docker, node), async {
+        docker::read_file(cx.docker, node, src.path)
+            .await
+            .map_err(|e| e.context(format!("cluster {cluster}: reading {} of {node}", src.path)))
+    })
+    .await?;
+    let port = docker::published_port(&info, "6443/tcp").ok_or_else(|| {
+        Error::NotFound(format!(
+            "cluster {cluster}: node {node} has no published API port (is it running?)"
+        ))
+    })?;
+    let raw = String::from_utf8(raw).map_err(|_| {
+        Error::Internal(format!(
+            "cluster {cluster}: {} in {node} is not UTF-8",
+            src.path
+        ))
+    })?;
+    Ok(Kubeconfigs {
+        host: kubeconfig::rewrite(&raw, &src.names, &host_url(cx, port))?,
+        internal: kubeconfig::rewrite(&raw, &src.names, &src.internal_url)?,
+    })
+}
+
+/// The end of every create: the restart policy is set while the kubeconfig is
+/// read and (when waiting) every node is confirmed Ready through the API, whose
+/// version is asked on the same connection.
+#[allow(clippy::too_many_arguments)]
+pub async fn finish_create(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    network: &str,
+    expected_nodes: usize,
+    wait_ready: bool,
+    guard: &Guard,
+    arm_restart_policy: impl std::future::Future<Output = Result<()>>,
+    read_kubeconfigs: impl std::future::Future<Output = Result<Kubeconfigs>>,
+) -> Result<Created> {
+    let ready = async {
+        guard.check(&format!("cluster {cluster}: reading the kubeconfig"))?;
+        let kubeconfigs = read_kubeconfigs.await?;
+        if !wait_ready {
+            return Ok(Created {
+                kubeconfigs,
+                version: String::new(),
+            });
+        }
+        let reach = reachable_kubeconfig(cx, network, &kubeconfigs).await;
+        let client = readiness::wait_nodes_ready(reach, expected_nodes, guard)
+            .await
+            .map_err(|e| e.context(format!("cluster {cluster}")))?;
+        let version = readiness::version_of(&client).await;
+        guard.report(&format!("all {expected_nodes} node(s) Ready"));
+        Ok(Created {
+            kubeconfigs,
+            version,
+        })
+    };
+    let ((), created) = futures_util::future::try_join(arm_restart_policy, ready).await?;
+    Ok(created)
 }
 
 #[cfg(test)]

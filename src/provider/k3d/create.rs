@@ -19,9 +19,8 @@ use crate::docker;
 use crate::error::{is_docker_not_found, Error, Result};
 use crate::guard::Guard;
 use crate::options::{CreatePlan, NodeRef, Role};
-use crate::provider::query::reachable_kubeconfig;
-use crate::provider::{Kubeconfigs, ProviderCtx};
-use crate::readiness;
+use crate::provider::query::finish_create;
+use crate::provider::{Created, ProviderCtx};
 
 /// How long a rollback may take before we give up and report what is left.
 const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -31,7 +30,7 @@ pub async fn create(
     cluster: &str,
     plan: &CreatePlan,
     guard: &Guard,
-) -> Result<Kubeconfigs> {
+) -> Result<Created> {
     guard.check("checking the node image")?;
     // before anything of the cluster exists: a missing image leaves nothing behind
     docker::ensure_image(cx.docker, &plan.image, guard)
@@ -303,9 +302,12 @@ async fn build(
     cluster: &str,
     plan: &CreatePlan,
     guard: &Guard,
-) -> Result<Kubeconfigs> {
-    let net = ensure_network(cx, cluster, guard).await?;
-    create_image_volume(cx, cluster, guard).await?;
+) -> Result<Created> {
+    let (net, ()) = futures_util::future::try_join(
+        ensure_network(cx, cluster, guard),
+        create_image_volume(cx, cluster, guard),
+    )
+    .await?;
     create_named_volumes(cx, cluster, plan).await?;
     let token = spec::new_token()?;
     let spec = ClusterSpec {
@@ -366,15 +368,15 @@ async fn build(
     futures_util::future::try_join(servers, agents).await?;
 
     let all: Vec<String> = nodes.iter().map(|n| name(*n)).collect();
-    arm_restart_policy(cx, cluster, &all, guard).await?;
-    guard.check(&format!("cluster {cluster}: reading the kubeconfig"))?;
-    let kcs = read_kubeconfigs(cx, cluster, &server0).await?;
-    if plan.wait_ready {
-        let reach = reachable_kubeconfig(cx, &spec::network_name(cluster), &kcs).await;
-        readiness::wait_nodes_ready(reach, nodes.len(), guard)
-            .await
-            .map_err(|e| e.context(format!("cluster {cluster}")))?;
-        guard.report(&format!("all {} node(s) Ready", nodes.len()));
-    }
-    Ok(kcs)
+    finish_create(
+        cx,
+        cluster,
+        &spec::network_name(cluster),
+        nodes.len(),
+        plan.wait_ready,
+        guard,
+        arm_restart_policy(cx, cluster, &all, guard),
+        read_kubeconfigs(cx, cluster, &server0),
+    )
+    .await
 }

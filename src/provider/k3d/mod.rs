@@ -10,13 +10,13 @@ use bollard::models::ContainerSummary;
 use bollard::query_parameters::InspectNetworkOptions;
 use std::collections::BTreeMap;
 
-use super::query::{cluster_info, node_summary, reachable_kubeconfig};
-use super::{ClusterInfo, Kubeconfigs, Provider, ProviderCtx};
+use super::query::{self, cluster_info, node_summary, reachable_kubeconfig, KubeconfigSource};
+use super::{ClusterInfo, Created, Kubeconfigs, Provider, ProviderCtx};
 use crate::config::ProviderKind;
 use crate::docker::{self, summary_label, summary_name};
 use crate::error::{is_docker_not_found, Error, Result};
 use crate::guard::Guard;
-use crate::kubeconfig::{self, EntryNames};
+use crate::kubeconfig::EntryNames;
 use crate::options::CreatePlan;
 use crate::readiness;
 
@@ -55,51 +55,19 @@ fn entry_names(cluster: &str) -> EntryNames {
     }
 }
 
-/// `https://<host>:<port>` for the API as published on the Docker host.
-pub fn host_url(cx: &ProviderCtx<'_>, port: u16) -> String {
-    let ip = cx.config.api_host_ip;
-    let host = if ip.is_unspecified() {
-        cx.config
-            .host_address
-            .clone()
-            .unwrap_or_else(|| "127.0.0.1".into())
-    } else if ip.is_ipv6() {
-        format!("[{ip}]")
-    } else {
-        ip.to_string()
-    };
-    format!("https://{host}:{port}")
-}
-
-/// Reads the kubeconfig k3s wrote in `server` and rewrites it for both uses.
+/// The kubeconfig k3s wrote in `server`, for both uses.
 async fn read_kubeconfigs(
     cx: &ProviderCtx<'_>,
     cluster: &str,
     server: &str,
 ) -> Result<Kubeconfigs> {
-    let info = docker::inspect(cx.docker, server).await?;
-    let port = docker::published_port(&info, spec::API_PORT).ok_or_else(|| {
-        Error::NotFound(format!(
-            "cluster {cluster}: node {server} has no published API port (is it running?)"
-        ))
-    })?;
-    let raw = docker::read_file(cx.docker, server, spec::KUBECONFIG_OUTPUT)
-        .await
-        .map_err(|e| {
-            e.context(format!(
-                "cluster {cluster}: reading the kubeconfig of {server}"
-            ))
-        })?;
-    let raw = String::from_utf8(raw).map_err(|_| {
-        Error::Internal(format!(
-            "cluster {cluster}: the kubeconfig in {server} is not UTF-8"
-        ))
-    })?;
-    let names = entry_names(cluster);
-    Ok(Kubeconfigs {
-        host: kubeconfig::rewrite(&raw, &names, &host_url(cx, port))?,
-        internal: kubeconfig::rewrite(&raw, &names, &spec::internal_url(cluster))?,
-    })
+    let src = KubeconfigSource {
+        node: server,
+        path: spec::KUBECONFIG_OUTPUT,
+        names: entry_names(cluster),
+        internal_url: spec::internal_url(cluster),
+    };
+    query::read_kubeconfigs(cx, cluster, src).await
 }
 
 /// Removes the cluster's containers, its network (only when we created it for
@@ -195,7 +163,7 @@ impl Provider for K3dProvider {
         cluster: &str,
         plan: &CreatePlan,
         guard: &Guard,
-    ) -> Result<Kubeconfigs> {
+    ) -> Result<Created> {
         create::create(cx, cluster, plan, guard).await
     }
 
@@ -279,6 +247,7 @@ impl Provider for K3dProvider {
         let reach = reachable_kubeconfig(cx, &spec::network_name(cluster), &kcs).await;
         readiness::wait_nodes_ready(reach, nodes.len(), guard)
             .await
+            .map(|_| ())
             .map_err(|e| e.context(format!("cluster {cluster}")))
     }
 }

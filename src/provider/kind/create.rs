@@ -21,9 +21,8 @@ use crate::docker::{self, exec_ok};
 use crate::error::{is_docker_not_found, Error, Result};
 use crate::guard::Guard;
 use crate::options::{CreatePlan, NodeRef, Role};
-use crate::provider::query::reachable_kubeconfig;
-use crate::provider::{Kubeconfigs, ProviderCtx};
-use crate::readiness;
+use crate::provider::query::finish_create;
+use crate::provider::{Created, ProviderCtx};
 
 const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(60);
 const KUBECTL: &str = "--kubeconfig=/etc/kubernetes/admin.conf";
@@ -49,7 +48,7 @@ pub async fn create(
     cluster: &str,
     plan: &CreatePlan,
     guard: &Guard,
-) -> Result<Kubeconfigs> {
+) -> Result<Created> {
     check_plan(plan)?;
     guard.check("checking the node image")?;
     docker::ensure_image(cx.docker, &plan.image, guard)
@@ -328,7 +327,7 @@ async fn build(
     cluster: &str,
     plan: &CreatePlan,
     guard: &Guard,
-) -> Result<Kubeconfigs> {
+) -> Result<Created> {
     let spec = ClusterSpec {
         cluster,
         plan,
@@ -485,15 +484,15 @@ async fn build(
     if !workers.is_empty() {
         guard.report(&format!("joined {} worker(s)", workers.len()));
     }
-    arm_restart_policy(cx, cluster, &names, guard).await?;
-    guard.check(&format!("cluster {cluster}: reading the kubeconfig"))?;
-    let kcs = read_kubeconfigs(cx, cluster, &cp).await?;
-    if plan.wait_ready {
-        let reach = reachable_kubeconfig(cx, spec::NETWORK, &kcs).await;
-        readiness::wait_nodes_ready(reach, nodes.len(), guard)
-            .await
-            .map_err(|e| e.context(format!("cluster {cluster}")))?;
-        guard.report(&format!("all {} node(s) Ready", nodes.len()));
-    }
-    Ok(kcs)
+    finish_create(
+        cx,
+        cluster,
+        spec::NETWORK,
+        nodes.len(),
+        plan.wait_ready,
+        guard,
+        arm_restart_policy(cx, cluster, &names, guard),
+        read_kubeconfigs(cx, cluster, &cp),
+    )
+    .await
 }

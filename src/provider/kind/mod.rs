@@ -9,13 +9,13 @@ pub mod spec;
 use bollard::models::ContainerSummary;
 use std::collections::BTreeMap;
 
-use super::query::{cluster_info, node_summary, reachable_kubeconfig};
-use super::{ClusterInfo, Kubeconfigs, Provider, ProviderCtx};
+use super::query::{self, cluster_info, node_summary, reachable_kubeconfig, KubeconfigSource};
+use super::{ClusterInfo, Created, Kubeconfigs, Provider, ProviderCtx};
 use crate::config::ProviderKind;
 use crate::docker::{self, summary_label, summary_name};
 use crate::error::{Error, Result};
 use crate::guard::Guard;
-use crate::kubeconfig::{self, EntryNames};
+use crate::kubeconfig::EntryNames;
 use crate::options::CreatePlan;
 use crate::readiness;
 
@@ -39,43 +39,20 @@ fn control_plane(nodes: &[ContainerSummary], cluster: &str) -> Result<String> {
     })
 }
 
-/// `https://<host>:<port>` for the API as published on the Docker host.
-fn host_url(cx: &ProviderCtx<'_>, port: u16) -> String {
-    super::k3d::host_url(cx, port)
-}
-
 /// kubeadm's admin.conf from the control-plane, renamed to `kind-<c>`.
 async fn read_kubeconfigs(cx: &ProviderCtx<'_>, cluster: &str, cp: &str) -> Result<Kubeconfigs> {
-    let info = docker::inspect(cx.docker, cp).await?;
-    let port = docker::published_port(&info, spec::API_PORT).ok_or_else(|| {
-        Error::NotFound(format!(
-            "cluster {cluster}: node {cp} has no published API port (is it running?)"
-        ))
-    })?;
-    let raw = docker::read_file(cx.docker, cp, spec::ADMIN_CONF)
-        .await
-        .map_err(|e| {
-            e.context(format!(
-                "cluster {cluster}: reading {} of {cp}",
-                spec::ADMIN_CONF
-            ))
-        })?;
-    let raw = String::from_utf8(raw).map_err(|_| {
-        Error::Internal(format!(
-            "cluster {cluster}: {} in {cp} is not UTF-8",
-            spec::ADMIN_CONF
-        ))
-    })?;
     let entry = spec::entry_name(cluster);
-    let names = EntryNames {
-        cluster: entry.clone(),
-        context: entry.clone(),
-        user: entry,
+    let src = KubeconfigSource {
+        node: cp,
+        path: spec::ADMIN_CONF,
+        names: EntryNames {
+            cluster: entry.clone(),
+            context: entry.clone(),
+            user: entry,
+        },
+        internal_url: spec::internal_url(cluster),
     };
-    Ok(Kubeconfigs {
-        host: kubeconfig::rewrite(&raw, &names, &host_url(cx, port))?,
-        internal: kubeconfig::rewrite(&raw, &names, &spec::internal_url(cluster))?,
-    })
+    query::read_kubeconfigs(cx, cluster, src).await
 }
 
 /// Removes the cluster's node containers with their anonymous volumes. The
@@ -125,7 +102,7 @@ impl Provider for KindProvider {
         cluster: &str,
         plan: &CreatePlan,
         guard: &Guard,
-    ) -> Result<Kubeconfigs> {
+    ) -> Result<Created> {
         create::create(cx, cluster, plan, guard).await
     }
 
@@ -183,6 +160,7 @@ impl Provider for KindProvider {
         let reach = reachable_kubeconfig(cx, spec::NETWORK, &kcs).await;
         readiness::wait_nodes_ready(reach, nodes.len(), guard)
             .await
+            .map(|_| ())
             .map_err(|e| e.context(format!("cluster {cluster}")))
     }
 }

@@ -139,14 +139,14 @@ pub async fn register_once_retrying(
     token: &str,
     node: &NodeRecord,
 ) -> Result<CaPem, String> {
-    let mut delay = Duration::from_millis(50);
+    let mut delay = Duration::from_millis(20);
     loop {
         match register_once(url, token, node).await {
             Ok(ca) => return Ok(ca),
             Err(JoinError::Unreachable(e)) => {
                 logfmt::info(&format!("Waiting for the control plane: {e}"));
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_millis(200));
+                delay = (delay * 2).min(Duration::from_millis(50));
             }
             Err(JoinError::Rejected(e)) => return Err(e),
         }
@@ -156,7 +156,7 @@ pub async fn register_once_retrying(
 /// Registers until it succeeds; a rejected token is logged and retried slowly, as a
 /// k3s agent does, so such a node never registers.
 pub async fn register(url: &str, token: &str, node: &NodeRecord) -> CaPem {
-    let mut delay = Duration::from_millis(50);
+    let mut delay = Duration::from_millis(20);
     loop {
         match register_once(url, token, node).await {
             Ok(ca) => return ca,
@@ -165,7 +165,7 @@ pub async fn register(url: &str, token: &str, node: &NodeRecord) -> CaPem {
                     "Waiting to retrieve agent configuration; server is not ready: {e}"
                 ));
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_millis(200));
+                delay = (delay * 2).min(Duration::from_millis(50));
             }
             Err(JoinError::Rejected(e)) => {
                 logfmt::error(&format!("Failed to register node {}: {e}", node.name));

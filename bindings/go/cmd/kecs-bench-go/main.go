@@ -60,8 +60,27 @@ func cycle(m *kecscluster.Manager, name string) (create, total time.Duration) {
 	return create, time.Since(start)
 }
 
+// timeCalls times n calls of ClusterExists on a missing cluster ("exists") or of
+// GetKubeconfigPath, which makes no Docker call ("path").
+func timeCalls(m *kecscluster.Manager, what string, n int) []float64 {
+	ctx := context.Background()
+	samples := make([]float64, 0, n)
+	for i := 0; i < n; i++ {
+		start := time.Now()
+		if what == "exists" {
+			if _, err := m.ClusterExists(ctx, "bench-missing"); err != nil {
+				fail(err)
+			}
+		} else if m.GetKubeconfigPath("bench-missing") == "" {
+			fail(fmt.Errorf("GetKubeconfigPath failed"))
+		}
+		samples = append(samples, float64(time.Since(start).Nanoseconds()))
+	}
+	return samples
+}
+
 func main() {
-	mode := flag.String("mode", "cycle", "cycle | exists | rss")
+	mode := flag.String("mode", "cycle", "cycle | serve | exists | rss")
 	n := flag.Int("n", 10, "repetitions")
 	image := flag.String("image", "kecs-sim/k3s:test", "node image")
 	dir := flag.String("kubeconfig-dir", os.TempDir(), "kubeconfig directory")
@@ -79,6 +98,33 @@ func main() {
 			totals = append(totals, float64(t.Microseconds())/1000)
 		}
 		out["create_ms"], out["cycle_ms"] = creates, totals
+	case "serve":
+		// one warm manager; each stdin line "cycle NAME" answers one JSON line
+		m := manager(*image, *dir)
+		defer m.Close()
+		in := bufio.NewScanner(os.Stdin)
+		enc := json.NewEncoder(os.Stdout)
+		for in.Scan() {
+			f := strings.Fields(in.Text())
+			if len(f) != 2 {
+				fail(fmt.Errorf("bad command %q", in.Text()))
+			}
+			var answer any
+			switch f[0] {
+			case "cycle":
+				c, t := cycle(m, f[1])
+				answer = map[string]float64{"create_ms": float64(c.Microseconds()) / 1000, "cycle_ms": float64(t.Microseconds()) / 1000}
+			case "exists", "path":
+				n, _ := strconv.Atoi(f[1])
+				answer = map[string][]float64{"ns": timeCalls(m, f[0], n)}
+			default:
+				fail(fmt.Errorf("bad command %q", in.Text()))
+			}
+			if err := enc.Encode(answer); err != nil {
+				fail(err)
+			}
+		}
+		return
 	case "exists":
 		m := manager(*image, *dir)
 		defer m.Close()
