@@ -109,8 +109,9 @@ pub fn write_atomic(path: &Path, content: &str) -> Result<()> {
             .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
+        // no fsync, as kubectl and k3d write kubeconfigs: the rename keeps
+        // readers from ever seeing a partial file
         f.write_all(content.as_bytes())?;
-        f.sync_all()?;
         std::fs::rename(&tmp, path)
     };
     write().map_err(|e| {

@@ -86,9 +86,14 @@ impl ClusterManager {
             .join(format!("{cluster}.host.config"))
     }
 
-    fn lock_for(&self, cluster: &str) -> Arc<tokio::sync::Mutex<()>> {
+    fn lock_for(&self, cluster: &str) -> NameLock<'_> {
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(cluster.to_string()).or_default().clone()
+        let lock = locks.entry(cluster.to_string()).or_default().clone();
+        NameLock {
+            locks: &self.locks,
+            cluster: cluster.to_string(),
+            lock,
+        }
     }
 
     async fn docker(&self, guard: &Guard) -> Result<&Docker> {
@@ -137,7 +142,7 @@ impl ClusterManager {
         let lock = self.lock_for(&cluster);
         let _held = guard
             .wait("waiting for another operation on the same cluster", async {
-                Ok(lock.lock().await)
+                Ok(lock.lock.lock().await)
             })
             .await?;
         let docker = self.docker(&guard).await?;
@@ -211,7 +216,7 @@ impl ClusterManager {
         let lock = self.lock_for(&cluster);
         let _held = guard
             .wait("waiting for another operation on the same cluster", async {
-                Ok(lock.lock().await)
+                Ok(lock.lock.lock().await)
             })
             .await?;
         let docker = self.docker(&guard).await?;
@@ -324,6 +329,24 @@ impl ClusterManager {
             c.kubeconfig_path = self.kubeconfig_file(&c.name);
         }
         Ok(list)
+    }
+}
+
+/// One cluster name's lock; the map entry goes away with its last user, so the
+/// map does not grow with every cluster a long-lived manager has seen.
+struct NameLock<'a> {
+    locks: &'a Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    cluster: String,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for NameLock<'_> {
+    fn drop(&mut self) {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        // the map's reference and ours: nobody else waits for this name
+        if Arc::strong_count(&self.lock) <= 2 {
+            locks.remove(&self.cluster);
+        }
     }
 }
 

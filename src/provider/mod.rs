@@ -6,15 +6,60 @@
 pub mod k3d;
 pub mod kind;
 pub mod query;
+pub mod steps;
 
+use bollard::models::PortBinding;
 use bollard::Docker;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::config::{ProviderKind, ResolvedConfig};
 use crate::error::Result;
 use crate::guard::Guard;
-use crate::options::CreatePlan;
+use crate::options::{CreatePlan, NodeRef};
+
+/// A port map: "6443/tcp" → bindings on the host.
+pub(crate) type PortMap = HashMap<String, Option<Vec<PortBinding>>>;
+
+fn binding(host_ip: &str, host_port: u16) -> PortBinding {
+    // an empty host port lets Docker pick a free one
+    let port = if host_port == 0 {
+        String::new()
+    } else {
+        host_port.to_string()
+    };
+    PortBinding {
+        host_ip: Some(host_ip.to_string()),
+        host_port: Some(port),
+    }
+}
+
+/// The user's port mappings for `node`, plus the API port when `api` is given
+/// (host IP, host port; 0 = Docker picks).
+pub(crate) fn port_bindings(plan: &CreatePlan, node: NodeRef, api: Option<(&str, u16)>) -> PortMap {
+    let mut ports = PortMap::new();
+    for p in plan.ports.iter().filter(|p| p.node == node) {
+        ports
+            .entry(format!("{}/{}", p.container_port, p.protocol))
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(binding(p.host_ip.as_deref().unwrap_or(""), p.host_port));
+    }
+    if let Some((ip, port)) = api {
+        ports.insert("6443/tcp".into(), Some(vec![binding(ip, port)]));
+    }
+    ports
+}
+
+/// `first` followed by the user's volumes as Docker binds (`src:dst[:ro]`).
+pub(crate) fn binds(first: String, plan: &CreatePlan) -> Vec<String> {
+    let mut binds = vec![first];
+    for v in &plan.volumes {
+        let ro = if v.read_only { ":ro" } else { "" };
+        binds.push(format!("{}:{}{ro}", v.source, v.container_path));
+    }
+    binds
+}
 
 /// What a provider needs from the manager for one call.
 pub struct ProviderCtx<'a> {

@@ -46,6 +46,24 @@ pub fn node_summary(c: &ContainerSummary, role: &str, api_container_port: u16) -
     }
 }
 
+/// Groups node containers by the value of `cluster_label`, keeping clusters whose
+/// names start with `prefix` (the manager's namespace).
+pub fn group_by_cluster(
+    nodes: Vec<ContainerSummary>,
+    cluster_label: &str,
+    prefix: &str,
+) -> BTreeMap<String, Vec<ContainerSummary>> {
+    let mut by_cluster: BTreeMap<String, Vec<ContainerSummary>> = BTreeMap::new();
+    for c in nodes {
+        if let Some(cluster) =
+            crate::docker::summary_label(&c, cluster_label).filter(|n| n.starts_with(prefix))
+        {
+            by_cluster.entry(cluster.to_string()).or_default().push(c);
+        }
+    }
+    by_cluster
+}
+
 /// "running" when every node runs, "stopped" when none does, else "degraded".
 pub fn status_of(nodes: &[NodeSummary]) -> &'static str {
     let running = nodes.iter().filter(|n| n.state == "running").count();

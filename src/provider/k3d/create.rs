@@ -4,14 +4,10 @@
 //! kubeconfig. Any failure, timeout or cancellation removes what was made.
 
 use bollard::models::{
-    ContainerUpdateBody, NetworkCreateRequest, RestartPolicy, RestartPolicyNameEnum,
-    VolumeCreateRequest,
+    NetworkCreateRequest, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
-use bollard::query_parameters::{
-    CreateContainerOptions, InspectNetworkOptions, StartContainerOptions,
-};
+use bollard::query_parameters::InspectNetworkOptions;
 use std::collections::HashMap;
-use std::time::Duration;
 
 use super::spec::{self, ClusterSpec, SERVER0};
 use super::{read_kubeconfigs, remove_objects, AGENT_READY, SERVER_READY};
@@ -20,10 +16,7 @@ use crate::error::{is_docker_not_found, Error, Result};
 use crate::guard::Guard;
 use crate::options::{CreatePlan, NodeRef, Role};
 use crate::provider::query::finish_create;
-use crate::provider::{Created, ProviderCtx};
-
-/// How long a rollback may take before we give up and report what is left.
-const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(60);
+use crate::provider::{steps, Created, ProviderCtx};
 
 pub async fn create(
     cx: &ProviderCtx<'_>,
@@ -36,23 +29,13 @@ pub async fn create(
     docker::ensure_image(cx.docker, &plan.image, guard)
         .await
         .map_err(|e| e.context(format!("cluster {cluster}")))?;
-    match build(cx, cluster, plan, guard).await {
-        Ok(k) => Ok(k),
-        Err(err) => {
-            guard.report(&format!("create failed, rolling back: {err}"));
-            let rb = Guard::uncancellable(
-                format!("rolling back cluster {cluster}"),
-                ROLLBACK_TIMEOUT,
-                guard.reporter(),
-            );
-            match remove_objects(cx, cluster, &rb).await {
-                Ok(_) => Err(err),
-                Err(rb_err) => Err(Error::Internal(format!(
-                    "{err}; rolling back also failed, objects may remain: {rb_err}"
-                ))),
-            }
-        }
-    }
+    steps::with_rollback(
+        cluster,
+        guard,
+        build(cx, cluster, plan, guard),
+        |rb| async move { remove_objects(cx, cluster, &rb).await },
+    )
+    .await
 }
 
 struct Network {
@@ -188,94 +171,11 @@ async fn create_named_volumes(
     Ok(())
 }
 
-/// Nodes are created without a restart policy, so a node that dies while the
-/// cluster comes up stays dead and its exit code can be reported; the policy
-/// k3d uses (`unless-stopped`) is set once the cluster is ready.
-async fn create_node(
-    cx: &ProviderCtx<'_>,
-    spec: &ClusterSpec<'_>,
-    node: NodeRef,
-    guard: &Guard,
-) -> Result<()> {
-    let name = spec::node_name(spec.cluster, node);
-    let opts = CreateContainerOptions {
-        name: Some(name.clone()),
-        ..Default::default()
-    };
-    let mut body = spec.container(node);
-    if let Some(hc) = body.host_config.as_mut() {
-        hc.restart_policy = Some(RestartPolicy {
-            name: Some(RestartPolicyNameEnum::NO),
-            maximum_retry_count: None,
-        });
-    }
-    cx.docker
-        .create_container(Some(opts), body)
-        .await
-        .map_err(|e| Error::docker(format!("cluster {}: creating node {name}", spec.cluster), e))?;
-    guard.report(&format!("created node {name}"));
-    Ok(())
-}
-
-async fn arm_restart_policy(
-    cx: &ProviderCtx<'_>,
-    cluster: &str,
-    names: &[String],
-    guard: &Guard,
-) -> Result<()> {
-    guard.check(&format!("cluster {cluster}: setting the restart policy"))?;
-    let updates = names.iter().map(|name| async move {
-        let body = ContainerUpdateBody {
-            restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                maximum_retry_count: None,
-            }),
-            ..Default::default()
-        };
-        cx.docker.update_container(name, body).await.map_err(|e| {
-            Error::docker(
-                format!("cluster {cluster}: setting the restart policy of {name}"),
-                e,
-            )
-        })
-    });
-    futures_util::future::try_join_all(updates)
-        .await
-        .map(|_| ())
-}
-
-async fn start_node(
-    cx: &ProviderCtx<'_>,
-    cluster: &str,
-    name: &str,
-    plan: &CreatePlan,
-    guard: &Guard,
-) -> Result<()> {
-    let step = format!("cluster {cluster}: starting node {name}");
-    guard.check(&step)?;
-    match cx
-        .docker
-        .start_container(name, None::<StartContainerOptions>)
-        .await
-    {
-        Ok(()) => {
-            guard.report(&format!("started node {name}"));
-            Ok(())
-        }
-        Err(bollard::errors::Error::DockerResponseServerError { message, .. })
-            if message.contains("port is already allocated")
-                || message.contains("address already in use") =>
-        {
-            let which = if plan.api_port != 0 {
-                format!(" (apiPort {})", plan.api_port)
-            } else {
-                String::new()
-            };
-            Err(Error::InvalidArgument(format!(
-                "{step}: a host port it publishes{which} is already in use: {message}; choose another port or 0 to let Docker pick"
-            )))
-        }
-        Err(e) => Err(Error::docker(&step, e)),
+/// k3d's restart policy, set once the cluster is up.
+fn unless_stopped() -> RestartPolicy {
+    RestartPolicy {
+        name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+        maximum_retry_count: None,
     }
 }
 
@@ -324,9 +224,16 @@ async fn build(
     // return mid-flight), so rollback sees every container that exists.
     guard.check(&format!("cluster {cluster}: creating nodes"))?;
     let nodes = spec.nodes();
-    let created =
-        futures_util::future::join_all(nodes.iter().map(|n| create_node(cx, &spec, *n, guard)))
-            .await;
+    let created = futures_util::future::join_all(nodes.iter().map(|n| {
+        steps::create_node(
+            cx,
+            cluster,
+            spec::node_name(cluster, *n),
+            spec.container(*n),
+            guard,
+        )
+    }))
+    .await;
     created.into_iter().collect::<Result<Vec<()>>>()?;
 
     let name = |n: NodeRef| spec::node_name(cluster, n);
@@ -344,10 +251,10 @@ async fn build(
 
     // Agents retry until server-0 answers, so they start together with it.
     let servers = async {
-        start_node(cx, cluster, &server0, plan, guard).await?;
+        steps::start_node(cx, cluster, &server0, plan.api_port, guard).await?;
         wait_node(cx, cluster, &server0, SERVER_READY, guard).await?;
         for s in &joining_servers {
-            start_node(cx, cluster, s, plan, guard).await?;
+            steps::start_node(cx, cluster, s, plan.api_port, guard).await?;
             wait_node(cx, cluster, s, SERVER_READY, guard).await?;
         }
         Ok::<_, Error>(())
@@ -355,7 +262,7 @@ async fn build(
     let agents = async {
         let starts = agents
             .iter()
-            .map(|a| start_node(cx, cluster, a, plan, guard));
+            .map(|a| steps::start_node(cx, cluster, a, plan.api_port, guard));
         futures_util::future::try_join_all(starts).await?;
         if plan.wait_ready {
             let waits = agents
@@ -375,7 +282,7 @@ async fn build(
         nodes.len(),
         plan.wait_ready,
         guard,
-        arm_restart_policy(cx, cluster, &all, guard),
+        steps::set_restart_policy(cx, cluster, &all, unless_stopped(), guard),
         read_kubeconfigs(cx, cluster, &server0),
     )
     .await

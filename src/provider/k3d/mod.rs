@@ -195,18 +195,11 @@ impl Provider for K3dProvider {
 
     async fn list(&self, cx: &ProviderCtx<'_>) -> Result<Vec<ClusterInfo>> {
         let all = docker::containers_with_labels(cx.docker, &[("app", "k3d")]).await?;
-        let mut by_cluster: BTreeMap<String, Vec<ContainerSummary>> = BTreeMap::new();
-        for c in all {
-            let (Some(cluster), Some("server" | "agent")) = (
-                summary_label(&c, "k3d.cluster"),
-                summary_label(&c, "k3d.role"),
-            ) else {
-                continue;
-            };
-            if cluster.starts_with(&cx.config.name_prefix) {
-                by_cluster.entry(cluster.to_string()).or_default().push(c);
-            }
-        }
+        let nodes = all
+            .into_iter()
+            .filter(|c| matches!(summary_label(c, "k3d.role"), Some("server" | "agent")));
+        let by_cluster =
+            query::group_by_cluster(nodes.collect(), "k3d.cluster", &cx.config.name_prefix);
         Ok(by_cluster
             .iter()
             .map(|(name, nodes)| info_from(name, nodes))

@@ -2,13 +2,14 @@
 //! k3s arguments and container bodies (k3d contract §0, §1.6–1.8). No Docker calls.
 
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, PortBinding,
-    RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use std::collections::HashMap;
 
 use crate::config::ResolvedConfig;
 use crate::options::{CreatePlan, NodeRef, Role};
+use crate::provider::{binds, port_bindings, PortMap};
 
 /// Value of the `k3d.version` label on what we create.
 pub const K3D_VERSION_LABEL: &str = concat!("kecs-cluster-v", env!("CARGO_PKG_VERSION"));
@@ -154,51 +155,17 @@ impl ClusterSpec<'_> {
         cmd
     }
 
-    fn port_bindings(&self, node: NodeRef) -> HashMap<String, Option<Vec<PortBinding>>> {
-        let mut ports: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-        if node == SERVER0 {
-            let host_port = if self.plan.api_port == 0 {
-                String::new()
-            } else {
-                self.plan.api_port.to_string()
-            };
-            ports.insert(
-                API_PORT.into(),
-                Some(vec![PortBinding {
-                    host_ip: Some(self.config.api_host_ip.to_string()),
-                    host_port: Some(host_port),
-                }]),
-            );
-        }
-        for p in self.plan.ports.iter().filter(|p| p.node == node) {
-            let key = format!("{}/{}", p.container_port, p.protocol);
-            let binding = PortBinding {
-                host_ip: Some(p.host_ip.clone().unwrap_or_default()),
-                host_port: Some(if p.host_port == 0 {
-                    String::new()
-                } else {
-                    p.host_port.to_string()
-                }),
-            };
-            ports
-                .entry(key)
-                .or_insert_with(|| Some(Vec::new()))
-                .get_or_insert_with(Vec::new)
-                .push(binding);
-        }
-        ports
+    fn port_bindings(&self, node: NodeRef) -> PortMap {
+        let ip = self.config.api_host_ip.to_string();
+        let api = (node == SERVER0).then_some((ip.as_str(), self.plan.api_port));
+        port_bindings(self.plan, node, api)
     }
 
     fn binds(&self) -> Vec<String> {
-        let mut binds = vec![format!(
-            "{}:{IMAGE_VOLUME_PATH}",
-            image_volume(self.cluster)
-        )];
-        for v in &self.plan.volumes {
-            let ro = if v.read_only { ":ro" } else { "" };
-            binds.push(format!("{}:{}{ro}", v.source, v.container_path));
-        }
-        binds
+        binds(
+            format!("{}:{IMAGE_VOLUME_PATH}", image_volume(self.cluster)),
+            self.plan,
+        )
     }
 
     /// The container body for one node (k3d's `TranslateNodeToContainer`, with the

@@ -6,14 +6,10 @@
 //! network stays.
 
 use bollard::models::{
-    ContainerUpdateBody, Ipam, IpamConfig, NetworkCreateRequest, RestartPolicy,
-    RestartPolicyNameEnum,
+    Ipam, IpamConfig, NetworkCreateRequest, RestartPolicy, RestartPolicyNameEnum,
 };
-use bollard::query_parameters::{
-    CreateContainerOptions, InspectNetworkOptions, StartContainerOptions,
-};
+use bollard::query_parameters::InspectNetworkOptions;
 use std::collections::HashMap;
-use std::time::Duration;
 
 use super::spec::{self, ClusterSpec};
 use super::{read_kubeconfigs, remove_objects};
@@ -22,9 +18,8 @@ use crate::error::{is_docker_not_found, Error, Result};
 use crate::guard::Guard;
 use crate::options::{CreatePlan, NodeRef, Role};
 use crate::provider::query::finish_create;
-use crate::provider::{Created, ProviderCtx};
+use crate::provider::{steps, Created, ProviderCtx};
 
-const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(60);
 const KUBECTL: &str = "--kubeconfig=/etc/kubernetes/admin.conf";
 
 /// What kind cannot do (yet) with these options, checked before any Docker call.
@@ -57,23 +52,13 @@ pub async fn create(
     ensure_network(cx, guard)
         .await
         .map_err(|e| e.context(format!("cluster {cluster}")))?;
-    match build(cx, cluster, plan, guard).await {
-        Ok(k) => Ok(k),
-        Err(err) => {
-            guard.report(&format!("create failed, rolling back: {err}"));
-            let rb = Guard::uncancellable(
-                format!("rolling back cluster {cluster}"),
-                ROLLBACK_TIMEOUT,
-                guard.reporter(),
-            );
-            match remove_objects(cx, cluster, &rb).await {
-                Ok(_) => Err(err),
-                Err(rb_err) => Err(Error::Internal(format!(
-                    "{err}; rolling back also failed, objects may remain: {rb_err}"
-                ))),
-            }
-        }
-    }
+    steps::with_rollback(
+        cluster,
+        guard,
+        build(cx, cluster, plan, guard),
+        |rb| async move { remove_objects(cx, cluster, &rb).await },
+    )
+    .await
 }
 
 fn is_ipv6_unavailable(msg: &str) -> bool {
@@ -168,34 +153,6 @@ async fn ensure_network(cx: &ProviderCtx<'_>, guard: &Guard) -> Result<()> {
     )))
 }
 
-async fn create_node(
-    cx: &ProviderCtx<'_>,
-    spec: &ClusterSpec<'_>,
-    node: NodeRef,
-    guard: &Guard,
-) -> Result<()> {
-    let name = spec::node_name(spec.cluster, node);
-    let mut body = spec.container(node);
-    // no restart policy until the cluster is up (kind's on-failure:1 is set then),
-    // so a node that dies while booting is reported with its exit code
-    if let Some(hc) = body.host_config.as_mut() {
-        hc.restart_policy = Some(RestartPolicy {
-            name: Some(RestartPolicyNameEnum::NO),
-            maximum_retry_count: None,
-        });
-    }
-    let opts = CreateContainerOptions {
-        name: Some(name.clone()),
-        ..Default::default()
-    };
-    cx.docker
-        .create_container(Some(opts), body)
-        .await
-        .map_err(|e| Error::docker(format!("cluster {}: creating node {name}", spec.cluster), e))?;
-    guard.report(&format!("created node {name}"));
-    Ok(())
-}
-
 async fn start_and_boot(
     cx: &ProviderCtx<'_>,
     cluster: &str,
@@ -203,29 +160,7 @@ async fn start_and_boot(
     plan: &CreatePlan,
     guard: &Guard,
 ) -> Result<()> {
-    let step = format!("cluster {cluster}: starting node {name}");
-    guard.check(&step)?;
-    match cx
-        .docker
-        .start_container(name, None::<StartContainerOptions>)
-        .await
-    {
-        Ok(()) => guard.report(&format!("started node {name}")),
-        Err(bollard::errors::Error::DockerResponseServerError { message, .. })
-            if message.contains("port is already allocated")
-                || message.contains("address already in use") =>
-        {
-            let which = if plan.api_port != 0 {
-                format!(" (apiPort {})", plan.api_port)
-            } else {
-                String::new()
-            };
-            return Err(Error::InvalidArgument(format!(
-                "{step}: a host port it publishes{which} is already in use: {message}; choose another port or 0 to let Docker pick"
-            )));
-        }
-        Err(e) => return Err(Error::docker(&step, e)),
-    }
+    steps::start_node(cx, cluster, name, plan.api_port, guard).await?;
     let wait = format!("cluster {cluster}: waiting for node {name} to finish booting");
     guard
         .wait(
@@ -295,31 +230,12 @@ fn node_ip(info: &bollard::models::ContainerInspectResponse) -> Option<String> {
         .filter(|ip| !ip.is_empty())
 }
 
-async fn arm_restart_policy(
-    cx: &ProviderCtx<'_>,
-    cluster: &str,
-    names: &[String],
-    guard: &Guard,
-) -> Result<()> {
-    guard.check(&format!("cluster {cluster}: setting the restart policy"))?;
-    let updates = names.iter().map(|name| async move {
-        let body = ContainerUpdateBody {
-            restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::ON_FAILURE),
-                maximum_retry_count: Some(1),
-            }),
-            ..Default::default()
-        };
-        cx.docker.update_container(name, body).await.map_err(|e| {
-            Error::docker(
-                format!("cluster {cluster}: setting the restart policy of {name}"),
-                e,
-            )
-        })
-    });
-    futures_util::future::try_join_all(updates)
-        .await
-        .map(|_| ())
+/// kind's restart policy, set once the cluster is up.
+fn on_failure_once() -> RestartPolicy {
+    RestartPolicy {
+        name: Some(RestartPolicyNameEnum::ON_FAILURE),
+        maximum_retry_count: Some(1),
+    }
 }
 
 async fn build(
@@ -335,9 +251,16 @@ async fn build(
     };
     let nodes = spec.nodes();
     guard.check(&format!("cluster {cluster}: creating nodes"))?;
-    let created =
-        futures_util::future::join_all(nodes.iter().map(|n| create_node(cx, &spec, *n, guard)))
-            .await;
+    let created = futures_util::future::join_all(nodes.iter().map(|n| {
+        steps::create_node(
+            cx,
+            cluster,
+            spec::node_name(cluster, *n),
+            spec.container(*n),
+            guard,
+        )
+    }))
+    .await;
     created.into_iter().collect::<Result<Vec<()>>>()?;
 
     let names: Vec<String> = nodes.iter().map(|n| spec::node_name(cluster, *n)).collect();
@@ -491,7 +414,7 @@ async fn build(
         nodes.len(),
         plan.wait_ready,
         guard,
-        arm_restart_policy(cx, cluster, &names, guard),
+        steps::set_restart_policy(cx, cluster, &names, on_failure_once(), guard),
         read_kubeconfigs(cx, cluster, &cp),
     )
     .await

@@ -127,14 +127,7 @@ impl Provider for KindProvider {
 
     async fn list(&self, cx: &ProviderCtx<'_>) -> Result<Vec<ClusterInfo>> {
         let all = docker::containers_with_labels(cx.docker, &[(spec::CLUSTER_LABEL, "")]).await?;
-        let mut by_cluster: BTreeMap<String, Vec<ContainerSummary>> = BTreeMap::new();
-        for c in all {
-            if let Some(cluster) = summary_label(&c, spec::CLUSTER_LABEL) {
-                if cluster.starts_with(&cx.config.name_prefix) {
-                    by_cluster.entry(cluster.to_string()).or_default().push(c);
-                }
-            }
-        }
+        let by_cluster = query::group_by_cluster(all, spec::CLUSTER_LABEL, &cx.config.name_prefix);
         Ok(by_cluster
             .iter()
             .map(|(name, nodes)| info_from(name, nodes))

@@ -1,13 +1,12 @@
 //! What kind would create for a cluster, as pure data (kind contract §0, §1c–1d,
 //! §2): node names, labels, container bodies and the kubeadm config. No Docker calls.
 
-use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, PortBinding,
-};
+use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
 use std::collections::HashMap;
 
 use crate::config::ResolvedConfig;
 use crate::options::{CreatePlan, NodeRef, Role};
+use crate::provider::{binds, port_bindings, PortMap};
 
 pub const NETWORK: &str = "kind";
 pub const CLUSTER_LABEL: &str = "io.x-k8s.kind.cluster";
@@ -102,48 +101,15 @@ impl ClusterSpec<'_> {
         env
     }
 
-    fn port_bindings(&self, node: NodeRef) -> HashMap<String, Option<Vec<PortBinding>>> {
-        let mut ports: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-        for p in self.plan.ports.iter().filter(|p| p.node == node) {
-            let binding = PortBinding {
-                host_ip: Some(p.host_ip.clone().unwrap_or_default()),
-                host_port: Some(if p.host_port == 0 {
-                    String::new()
-                } else {
-                    p.host_port.to_string()
-                }),
-            };
-            ports
-                .entry(format!("{}/{}", p.container_port, p.protocol))
-                .or_insert_with(|| Some(Vec::new()))
-                .get_or_insert_with(Vec::new)
-                .push(binding);
-        }
-        // the API port comes after the user's mappings, as in kind
-        if node.role == Role::Server {
-            let host_port = if self.plan.api_port == 0 {
-                String::new()
-            } else {
-                self.plan.api_port.to_string()
-            };
-            ports.insert(
-                API_PORT.into(),
-                Some(vec![PortBinding {
-                    host_ip: Some(self.config.api_host_ip.to_string()),
-                    host_port: Some(host_port),
-                }]),
-            );
-        }
-        ports
+    /// The user's mappings, then the API port on control-planes (kind's order).
+    fn port_bindings(&self, node: NodeRef) -> PortMap {
+        let ip = self.config.api_host_ip.to_string();
+        let api = (node.role == Role::Server).then_some((ip.as_str(), self.plan.api_port));
+        port_bindings(self.plan, node, api)
     }
 
     fn binds(&self) -> Vec<String> {
-        let mut binds = vec!["/lib/modules:/lib/modules:ro".to_string()];
-        for v in &self.plan.volumes {
-            let ro = if v.read_only { ":ro" } else { "" };
-            binds.push(format!("{}:{}{ro}", v.source, v.container_path));
-        }
-        binds
+        binds("/lib/modules:/lib/modules:ro".to_string(), self.plan)
     }
 
     /// kind's `docker run` for a node, as an Engine API body (restart policy set by

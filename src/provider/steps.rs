@@ -1,0 +1,139 @@
+//! Create steps both providers share: rollback around the build, node containers
+//! created without a restart policy, starts that explain a busy host port, and
+//! the restart policy set once the cluster is up.
+
+use bollard::models::{
+    ContainerCreateBody, ContainerUpdateBody, RestartPolicy, RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{CreateContainerOptions, StartContainerOptions};
+use std::future::Future;
+use std::time::Duration;
+
+use super::{Created, ProviderCtx};
+use crate::error::{Error, Result};
+use crate::guard::Guard;
+
+/// How long a rollback may take before we give up and report what is left.
+pub const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs `build`; when it fails (error, timeout or cancellation) runs `rollback`
+/// under its own, uncancellable guard before returning the error.
+pub async fn with_rollback<R>(
+    cluster: &str,
+    guard: &Guard,
+    build: impl Future<Output = Result<Created>>,
+    rollback: impl FnOnce(Guard) -> R,
+) -> Result<Created>
+where
+    R: Future<Output = Result<bool>>,
+{
+    match build.await {
+        Ok(created) => Ok(created),
+        Err(err) => {
+            guard.report(&format!("create failed, rolling back: {err}"));
+            let rb = Guard::uncancellable(
+                format!("rolling back cluster {cluster}"),
+                ROLLBACK_TIMEOUT,
+                guard.reporter(),
+            );
+            match rollback(rb).await {
+                Ok(_) => Err(err),
+                Err(rb_err) => Err(Error::Internal(format!(
+                    "{err}; rolling back also failed, objects may remain: {rb_err}"
+                ))),
+            }
+        }
+    }
+}
+
+/// Creates a node container with no restart policy, so a node that dies while
+/// the cluster comes up stays dead and its exit code can be reported.
+pub async fn create_node(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    name: String,
+    mut body: ContainerCreateBody,
+    guard: &Guard,
+) -> Result<()> {
+    if let Some(hc) = body.host_config.as_mut() {
+        hc.restart_policy = Some(RestartPolicy {
+            name: Some(RestartPolicyNameEnum::NO),
+            maximum_retry_count: None,
+        });
+    }
+    let opts = CreateContainerOptions {
+        name: Some(name.clone()),
+        ..Default::default()
+    };
+    cx.docker
+        .create_container(Some(opts), body)
+        .await
+        .map_err(|e| Error::docker(format!("cluster {cluster}: creating node {name}"), e))?;
+    guard.report(&format!("created node {name}"));
+    Ok(())
+}
+
+/// Starts a node; a host port already taken becomes an InvalidArgument that
+/// says which port and what to do.
+pub async fn start_node(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    name: &str,
+    api_port: u16,
+    guard: &Guard,
+) -> Result<()> {
+    let step = format!("cluster {cluster}: starting node {name}");
+    guard.check(&step)?;
+    match cx
+        .docker
+        .start_container(name, None::<StartContainerOptions>)
+        .await
+    {
+        Ok(()) => {
+            guard.report(&format!("started node {name}"));
+            Ok(())
+        }
+        Err(bollard::errors::Error::DockerResponseServerError { message, .. })
+            if message.contains("port is already allocated")
+                || message.contains("address already in use") =>
+        {
+            let which = if api_port != 0 {
+                format!(" (apiPort {api_port})")
+            } else {
+                String::new()
+            };
+            Err(Error::InvalidArgument(format!(
+                "{step}: a host port it publishes{which} is already in use: {message}; choose another port or 0 to let Docker pick"
+            )))
+        }
+        Err(e) => Err(Error::docker(&step, e)),
+    }
+}
+
+/// Sets the provider's restart policy on every node once the cluster is up.
+pub async fn set_restart_policy(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    names: &[String],
+    policy: RestartPolicy,
+    guard: &Guard,
+) -> Result<()> {
+    guard.check(&format!("cluster {cluster}: setting the restart policy"))?;
+    let updates = names.iter().map(|name| {
+        let body = ContainerUpdateBody {
+            restart_policy: Some(policy.clone()),
+            ..Default::default()
+        };
+        async move {
+            cx.docker.update_container(name, body).await.map_err(|e| {
+                Error::docker(
+                    format!("cluster {cluster}: setting the restart policy of {name}"),
+                    e,
+                )
+            })
+        }
+    });
+    futures_util::future::try_join_all(updates)
+        .await
+        .map(|_| ())
+}
