@@ -73,6 +73,25 @@ pub async fn create_node(
     Ok(())
 }
 
+/// Creates every node container concurrently. All creations finish before this
+/// returns (no early return mid-flight), so a rollback sees every container that
+/// exists.
+pub async fn create_nodes(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    nodes: Vec<(String, ContainerCreateBody)>,
+    guard: &Guard,
+) -> Result<()> {
+    guard.check(&format!("cluster {cluster}: creating nodes"))?;
+    let created = futures_util::future::join_all(
+        nodes
+            .into_iter()
+            .map(|(name, body)| create_node(cx, cluster, name, body, guard)),
+    )
+    .await;
+    created.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
+}
+
 /// Starts a node; a host port already taken becomes an InvalidArgument that
 /// says which port and what to do.
 pub async fn start_node(

@@ -220,21 +220,13 @@ async fn build(
         config: cx.config,
     };
 
-    // Create every container before starting any; all creations finish (no early
-    // return mid-flight), so rollback sees every container that exists.
-    guard.check(&format!("cluster {cluster}: creating nodes"))?;
+    // every container exists before any starts
     let nodes = spec.nodes();
-    let created = futures_util::future::join_all(nodes.iter().map(|n| {
-        steps::create_node(
-            cx,
-            cluster,
-            spec::node_name(cluster, *n),
-            spec.container(*n),
-            guard,
-        )
-    }))
-    .await;
-    created.into_iter().collect::<Result<Vec<()>>>()?;
+    let bodies = nodes
+        .iter()
+        .map(|n| (spec::node_name(cluster, *n), spec.container(*n)))
+        .collect();
+    steps::create_nodes(cx, cluster, bodies, guard).await?;
 
     let name = |n: NodeRef| spec::node_name(cluster, n);
     let server0 = name(SERVER0);

@@ -249,19 +249,13 @@ async fn build(
         plan,
         config: cx.config,
     };
+    // every container exists before any starts
     let nodes = spec.nodes();
-    guard.check(&format!("cluster {cluster}: creating nodes"))?;
-    let created = futures_util::future::join_all(nodes.iter().map(|n| {
-        steps::create_node(
-            cx,
-            cluster,
-            spec::node_name(cluster, *n),
-            spec.container(*n),
-            guard,
-        )
-    }))
-    .await;
-    created.into_iter().collect::<Result<Vec<()>>>()?;
+    let bodies = nodes
+        .iter()
+        .map(|n| (spec::node_name(cluster, *n), spec.container(*n)))
+        .collect();
+    steps::create_nodes(cx, cluster, bodies, guard).await?;
 
     let names: Vec<String> = nodes.iter().map(|n| spec::node_name(cluster, *n)).collect();
     let cp = spec::node_name(
