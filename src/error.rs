@@ -97,6 +97,16 @@ impl Error {
     /// The same error with `context: ` in front of its message, code unchanged.
     pub fn context(self, context: impl std::fmt::Display) -> Error {
         let msg = format!("{context}: {}", self.message());
+        self.with_message(msg)
+    }
+
+    /// The same error with `: suffix` after its message, code unchanged.
+    pub fn with_suffix(self, suffix: impl std::fmt::Display) -> Error {
+        let msg = format!("{}; {suffix}", self.message());
+        self.with_message(msg)
+    }
+
+    fn with_message(self, msg: String) -> Error {
         match self.code() {
             ErrorCode::InvalidArgument => Error::InvalidArgument(msg),
             ErrorCode::NotFound => Error::NotFound(msg),
@@ -122,7 +132,7 @@ impl Error {
             B::DockerResponseServerError {
                 status_code: 409,
                 message,
-            } => Error::AlreadyExists(format!("{what}: {message}")),
+            } if message.contains("already") => Error::AlreadyExists(format!("{what}: {message}")),
             B::DockerResponseServerError {
                 status_code,
                 message,

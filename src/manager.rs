@@ -161,18 +161,30 @@ impl ClusterManager {
             );
             self.remove_kubeconfigs(&cluster);
             if let Err(rb_err) = self.provider.delete(&cx, &cluster, &rb).await {
-                return Err(Error::Internal(format!(
-                    "{err}; rolling back also failed, objects may remain: {rb_err}"
+                return Err(err.with_suffix(format!(
+                    "rolling back also failed, objects may remain: {rb_err}"
                 )));
             }
             return Err(err);
         }
         // one list call; the version was asked while waiting for readiness
-        let mut info = self
-            .provider
-            .info(&cx, &cluster)
-            .await?
-            .ok_or_else(|| not_found(&cluster))?;
+        let mut info = match self.provider.info(&cx, &cluster).await {
+            Ok(Some(info)) => info,
+            // the cluster is up and its kubeconfig written: a failed read-back of
+            // its description does not make the create a failure
+            _ => ClusterInfo {
+                name: cluster.clone(),
+                status: "running".into(),
+                provider: self.config.provider.as_str().into(),
+                node_count: plan.servers as usize + plan.agents as usize,
+                version: String::new(),
+                metadata: Default::default(),
+                kubeconfig_path: String::new(),
+                api_host: String::new(),
+                api_port: 0,
+                nodes: Vec::new(),
+            },
+        };
         info.kubeconfig_path = self.kubeconfig_file(&cluster);
         info.version = created.version;
         Ok(info)

@@ -121,6 +121,9 @@ func (m *Manager) call(ctx context.Context, op, cluster string, f cfunc) error {
 		return &Error{Code: CodeInvalidArgument, Op: op, Cluster: cluster, Message: "the manager is closed"}
 	}
 	token := C.kecs_cancel_new()
+	if token == nil { // allocation failed: never run a call that could not be cancelled
+		return &Error{Code: CodeInternal, Op: op, Cluster: cluster, Message: "could not allocate a cancellation token"}
+	}
 	fired := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		defer close(fired)

@@ -231,8 +231,11 @@ pub async fn finish_create(
             version,
         })
     };
-    let ((), created) = futures_util::future::try_join(arm_restart_policy, ready).await?;
-    Ok(created)
+    // join, not try_join: the restart-policy updates always finish (never
+    // abandoned mid-flight), whatever happens to readiness
+    let (armed, created) = futures_util::future::join(arm_restart_policy, ready).await;
+    armed?;
+    created
 }
 
 #[cfg(test)]

@@ -38,8 +38,9 @@ where
             );
             match rollback(rb).await {
                 Ok(_) => Err(err),
-                Err(rb_err) => Err(Error::Internal(format!(
-                    "{err}; rolling back also failed, objects may remain: {rb_err}"
+                // the caller's error (and its code) comes first
+                Err(rb_err) => Err(err.with_suffix(format!(
+                    "rolling back also failed, objects may remain: {rb_err}"
                 ))),
             }
         }

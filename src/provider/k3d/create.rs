@@ -203,11 +203,14 @@ async fn build(
     plan: &CreatePlan,
     guard: &Guard,
 ) -> Result<Created> {
-    let (net, ()) = futures_util::future::try_join(
+    // join, not try_join: both calls finish even if one fails, so a rollback
+    // sees whatever they made
+    let (net, volume) = futures_util::future::join(
         ensure_network(cx, cluster, guard),
         create_image_volume(cx, cluster, guard),
     )
-    .await?;
+    .await;
+    let (net, ()) = (net?, volume?);
     create_named_volumes(cx, cluster, plan).await?;
     let token = spec::new_token()?;
     let spec = ClusterSpec {
