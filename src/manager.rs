@@ -278,15 +278,7 @@ impl ClusterManager {
         let guard = self.guard(&format!("cluster {cluster}"), cancel, None);
         let docker = self.docker(&guard).await?;
         let cx = self.ctx(docker).await;
-        if !guard
-            .wait(
-                "looking up the cluster",
-                self.provider.exists(&cx, &cluster),
-            )
-            .await?
-        {
-            return Err(not_found(&cluster));
-        }
+        // the provider's own lookup says NotFound when the cluster does not exist
         let kcs = guard
             .wait(
                 "reading the kubeconfig",

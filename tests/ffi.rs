@@ -346,8 +346,14 @@ fn cancellation_before_during_and_after() {
         // during: a slow create is cancelled from another thread and rolled back
         let tok = kecs_cancel_new();
         let tok_addr = tok as usize;
+        let first_node = name.clone();
         let trigger = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(700));
+            // cancel once the first node container exists
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(wait_for_first_node(&first_node, Duration::from_secs(30)));
             let at = Instant::now();
             kecs_cancel_trigger(tok_addr as *const KecsCancel);
             at

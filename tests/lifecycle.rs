@@ -314,27 +314,7 @@ async fn cancel_during_create(provider: &str) {
         async { (m.create(&c.name, &opts, &token).await, Instant::now()) },
         async {
             // cancel once the first node container exists
-            let docker = docker().await;
-            loop {
-                let n = kecs_cluster::docker::containers_with_labels(
-                    &docker,
-                    &[("k3d.cluster", c.full.as_str())],
-                )
-                .await
-                .unwrap()
-                .len()
-                    + kecs_cluster::docker::containers_with_labels(
-                        &docker,
-                        &[("io.x-k8s.kind.cluster", c.full.as_str())],
-                    )
-                    .await
-                    .unwrap()
-                    .len();
-                if n > 0 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            wait_for_first_node(&c.full, Duration::from_secs(30)).await;
             let at = Instant::now();
             trigger.cancel();
             at

@@ -66,19 +66,23 @@ func cleanupCluster(t *testing.T, cfg *Config, name string) {
 	})
 }
 
-// dockerGet queries the Docker Engine API directly over its Unix socket.
-func dockerGet(t *testing.T, path string, out any) {
-	t.Helper()
+// dockerClient talks to the Docker Engine API directly over its Unix socket.
+func dockerClient() *http.Client {
 	sock := "/var/run/docker.sock"
 	if h := os.Getenv("DOCKER_HOST"); strings.HasPrefix(h, "unix://") {
 		sock = strings.TrimPrefix(h, "unix://")
 	}
-	client := &http.Client{Transport: &http.Transport{
+	return &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 		},
 	}}
-	resp, err := client.Get("http://docker" + path)
+}
+
+// dockerGet queries the Docker Engine API directly.
+func dockerGet(t *testing.T, path string, out any) {
+	t.Helper()
+	resp, err := dockerClient().Get("http://docker" + path)
 	if err != nil {
 		t.Fatalf("these tests need a running Docker Engine: %v", err)
 	}
@@ -108,6 +112,38 @@ func leftovers(t *testing.T, full string) []string {
 		}
 	}
 	return out
+}
+
+// waitForFirstNode waits, on Docker's event stream, until the first node container
+// of cluster `full` has been created. Events are asked for from a little before
+// the call, so a creation that raced the subscription is still seen.
+func waitForFirstNode(full string, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	filters := url.QueryEscape(`{"type":["container"],"event":["create"]}`)
+	since := time.Now().Add(-2 * time.Second).Unix()
+	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("http://docker/events?since=%d&filters=%s", since, filters), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := dockerClient().Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev struct {
+			Actor struct{ Attributes map[string]string }
+		}
+		if err := dec.Decode(&ev); err != nil {
+			return fmt.Errorf("no node of %s created within %v: %w", full, limit, err)
+		}
+		a := ev.Actor.Attributes
+		if a["k3d.cluster"] == full || a["io.x-k8s.kind.cluster"] == full {
+			return nil
+		}
+	}
 }
 
 // kubeconfigField reads one plain scalar from a kubeconfig the library wrote.
@@ -282,8 +318,8 @@ func TestCancelDuringCreate(t *testing.T) {
 	var cancelledAt time.Time
 	go func() {
 		// cancel once the first node exists
-		for len(leftovers(t, "kecs-"+name)) < 2 {
-			time.Sleep(20 * time.Millisecond)
+		if err := waitForFirstNode("kecs-"+name, 30*time.Second); err != nil {
+			t.Error(err)
 		}
 		cancelledAt = time.Now()
 		cancel()

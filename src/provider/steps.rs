@@ -130,6 +130,29 @@ pub async fn start_node(
     }
 }
 
+/// Follows a node's log until one of `lines` (its ready or boot line), within the
+/// operation's deadline and cancellation.
+pub async fn wait_for_line(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    name: &str,
+    lines: &[&str],
+    guard: &Guard,
+) -> Result<()> {
+    let step = format!(
+        "cluster {cluster}: waiting for node {name} to log {:?}",
+        lines[0]
+    );
+    guard
+        .wait(
+            &step,
+            crate::docker::wait_for_log_line(cx.docker, name, lines, 0),
+        )
+        .await?;
+    guard.report(&format!("node {name} is up"));
+    Ok(())
+}
+
 /// Sets the provider's restart policy on every node once the cluster is up.
 pub async fn set_restart_policy(
     cx: &ProviderCtx<'_>,

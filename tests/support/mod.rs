@@ -196,6 +196,50 @@ pub async fn leftovers(cluster: &str) -> Vec<String> {
     out
 }
 
+/// Waits, on Docker's event stream, until the first node container of `cluster`
+/// (k3d or kind labels) has been created; panics after `limit`. Events are asked
+/// for from a little before the call, so a creation that raced the subscription
+/// is still seen.
+pub async fn wait_for_first_node(cluster: &str, limit: std::time::Duration) {
+    use futures_util::StreamExt;
+    let docker = docker().await;
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .saturating_sub(2);
+    let filters = std::collections::HashMap::from([
+        ("type".to_string(), vec!["container".to_string()]),
+        ("event".to_string(), vec!["create".to_string()]),
+    ]);
+    let opts = bollard::query_parameters::EventsOptions {
+        since: Some(since.to_string()),
+        until: None,
+        filters: Some(filters),
+    };
+    let mut events = docker.events(Some(opts));
+    let ours = |e: &bollard::models::EventMessage| {
+        let attrs = e.actor.as_ref().and_then(|a| a.attributes.as_ref());
+        attrs.is_some_and(|a| {
+            a.get("k3d.cluster").map(String::as_str) == Some(cluster)
+                || a.get("io.x-k8s.kind.cluster").map(String::as_str) == Some(cluster)
+        })
+    };
+    let found = tokio::time::timeout(limit, async {
+        while let Some(event) = events.next().await {
+            if ours(&event.expect("Docker event stream")) {
+                return;
+            }
+        }
+        panic!("Docker's event stream ended");
+    })
+    .await;
+    assert!(
+        found.is_ok(),
+        "no node of {cluster} was created within {limit:?}"
+    );
+}
+
 /// Files in `dir` (kubeconfigs a test may have left).
 pub fn files_in(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)

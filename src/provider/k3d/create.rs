@@ -186,15 +186,7 @@ async fn wait_node(
     line: &str,
     guard: &Guard,
 ) -> Result<()> {
-    let step = format!("cluster {cluster}: waiting for node {name} to log {line:?}");
-    guard
-        .wait(
-            &step,
-            docker::wait_for_log_line(cx.docker, name, &[line], 0),
-        )
-        .await?;
-    guard.report(&format!("node {name} is up"));
-    Ok(())
+    steps::wait_for_line(cx, cluster, name, &[line], guard).await
 }
 
 async fn build(

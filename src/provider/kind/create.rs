@@ -161,15 +161,7 @@ async fn start_and_boot(
     guard: &Guard,
 ) -> Result<()> {
     steps::start_node(cx, cluster, name, plan.api_port, guard).await?;
-    let wait = format!("cluster {cluster}: waiting for node {name} to finish booting");
-    guard
-        .wait(
-            &wait,
-            docker::wait_for_log_line(cx.docker, name, &spec::BOOT_LINES, 0),
-        )
-        .await?;
-    guard.report(&format!("node {name} booted"));
-    Ok(())
+    steps::wait_for_line(cx, cluster, name, &spec::BOOT_LINES, guard).await
 }
 
 /// Runs a command in a node as a step of the create; errors name the step.
