@@ -6,7 +6,6 @@
 #   LIBDIR/libkecs_cluster.so.ABI            shared library, soname libkecs_cluster.so.ABI
 #   LIBDIR/libkecs_cluster.so -> .so.ABI     for -lkecs_cluster
 #   LIBDIR/pkgconfig/kecs_cluster.pc
-#   PREFIX/bin/kecs-cluster                  the CLI
 # ABI is KECS_ABI_VERSION from the header: the soname changes exactly when the C
 # ABI does (the Go package checks the same number at init).
 #
@@ -16,6 +15,7 @@
 #   --no-build     install what `cargo build --release` already built
 # Artifacts come from ${CARGO_TARGET_DIR:-target}/release: the release profile
 # is the distribution build (stripped; see [profile.release] in Cargo.toml).
+# The CLI is not part of it: `cargo install --path .` installs that.
 # Needs: cargo (unless --no-build), patchelf (apt-get install patchelf), binutils.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,11 +38,11 @@ esac
 command -v patchelf >/dev/null || { echo "install.sh: needs patchelf to set the shared library's soname (apt-get install patchelf)" >&2; exit 1; }
 
 if [ "$build" = 1 ]; then
-  (cd "$root" && cargo build --release -p kecs-cluster --lib --bin kecs-cluster)
+  (cd "$root" && cargo build --release -p kecs-cluster --lib)
 fi
 artifacts="${CARGO_TARGET_DIR:-$root/target}/release"
 header="$root/include/kecs_cluster.h"
-for f in "$artifacts/libkecs_cluster.a" "$artifacts/libkecs_cluster.so" "$artifacts/kecs-cluster"; do
+for f in "$artifacts/libkecs_cluster.a" "$artifacts/libkecs_cluster.so"; do
   [ -f "$f" ] || { echo "install.sh: $f is missing: run cargo build --release first (or drop --no-build)" >&2; exit 1; }
 done
 
@@ -51,7 +51,7 @@ abi="$(sed -n 's/^#define KECS_ABI_VERSION \([0-9][0-9]*\)$/\1/p' "$header")"
 [ -n "$version" ] && [ -n "$abi" ] || { echo "install.sh: cannot read KECS_VERSION / KECS_ABI_VERSION from $header" >&2; exit 1; }
 soname="libkecs_cluster.so.$abi"
 
-install -d "$prefix/include" "$libdir/pkgconfig" "$prefix/bin"
+install -d "$prefix/include" "$libdir/pkgconfig"
 install -m 0644 "$header" "$prefix/include/kecs_cluster.h"
 # Rust does not strip a static archive (no linker runs); its objects still carry
 # the standard library's debug info, which every program linking it would copy.
@@ -63,7 +63,6 @@ install -m 0755 "$artifacts/libkecs_cluster.so" "$libdir/.$soname.tmp"
 patchelf --set-soname "$soname" "$libdir/.$soname.tmp"
 mv -f "$libdir/.$soname.tmp" "$libdir/$soname"
 ln -sfn "$soname" "$libdir/libkecs_cluster.so"
-install -m 0755 "$artifacts/kecs-cluster" "$prefix/bin/kecs-cluster"
 sed -e "s|@PREFIX@|$prefix|" -e "s|@LIBDIR@|$libdir|" -e "s|@INCLUDEDIR@|$prefix/include|" \
     -e "s|@VERSION@|$version|" "$root/kecs_cluster.pc.in" | grep -v '^#' > "$libdir/pkgconfig/kecs_cluster.pc"
 echo "installed kecs-cluster $version (C ABI $abi) into $prefix; pkg-config: PKG_CONFIG_PATH=$libdir/pkgconfig"
