@@ -254,15 +254,65 @@ fn exit_description(info: &ContainerInspectResponse) -> String {
     }
 }
 
-/// Follows `container`'s (demultiplexed) log stream from `since` (Unix seconds,
-/// 0 = from the start) until a line contains one of `needles` (case-insensitive,
-/// as k3d matches). A stream that ends first means the node stopped: the error
-/// gives its exit code and last log lines.
+/// Follows `container`'s log (from `since`, whole Unix seconds; 0 = the
+/// beginning) until a line contains one of `needles` (case-insensitive). Fails,
+/// naming the exit code and the last lines, when the container stops first.
 pub async fn wait_for_log_line(
     docker: &Docker,
     container: &str,
     needles: &[&str],
     since: i64,
+) -> Result<String> {
+    follow_log_to_line(docker, container, needles, since, None).await
+}
+
+/// `wait_for_log_line` for lines logged at or after `started_at` (Docker's
+/// `State.StartedAt`, nanoseconds): on a restart the previous run's lines, even
+/// those of the same second, never count.
+pub async fn wait_for_log_line_after(
+    docker: &Docker,
+    container: &str,
+    needles: &[&str],
+    started_at: &str,
+) -> Result<String> {
+    let after = parse_timestamp(started_at);
+    let since = after.map(|(s, _)| s).unwrap_or(0);
+    follow_log_to_line(docker, container, needles, since, after).await
+}
+
+/// Docker's RFC 3339 timestamps (`2026-11-26T08:00:00.123456789Z`) as
+/// (Unix seconds, nanoseconds).
+pub fn parse_timestamp(rfc3339: &str) -> Option<(i64, u32)> {
+    let (date, time) = rfc3339.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut t = time.get(..8)?.split(':').map(|p| p.parse::<i64>());
+    let (hh, mm, ss) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    let nanos = match time.get(8..).and_then(|r| r.strip_prefix('.')) {
+        Some(frac) => {
+            let digits: String = frac.chars().take_while(char::is_ascii_digit).collect();
+            let padded = format!("{digits:0<9}");
+            padded.get(..9)?.parse::<u32>().ok()?
+        }
+        None => 0,
+    };
+    // days from civil (Howard Hinnant)
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + hh * 3600 + mm * 60 + ss, nanos))
+}
+
+async fn follow_log_to_line(
+    docker: &Docker,
+    container: &str,
+    needles: &[&str],
+    since: i64,
+    after: Option<(i64, u32)>,
 ) -> Result<String> {
     let needles: Vec<String> = needles.iter().map(|n| n.to_lowercase()).collect();
     let opts = LogsOptions {
@@ -270,12 +320,25 @@ pub async fn wait_for_log_line(
         stdout: true,
         stderr: true,
         since: since.clamp(0, i32::MAX as i64) as i32,
+        timestamps: after.is_some(),
         ..Default::default()
     };
     let mut stream = docker.logs(container, Some(opts));
     let mut pending = String::new();
     let mut tail: VecDeque<String> = VecDeque::new();
     let check_line = |line: &str, tail: &mut VecDeque<String>| -> bool {
+        let line = match after {
+            // "<timestamp> <line>": lines from before the start do not count
+            Some(after) => match line.split_once(' ') {
+                Some((ts, rest)) => match parse_timestamp(ts) {
+                    Some(at) if at < after => return false,
+                    Some(_) => rest,
+                    None => line,
+                },
+                None => line,
+            },
+            None => line,
+        };
         let lower = line.to_lowercase();
         if needles.iter().any(|n| lower.contains(n.as_str())) {
             return true;
@@ -433,4 +496,33 @@ pub async fn exec_ok(
             tail
         }
     )))
+}
+
+/// Stops a container (the engine's default grace period and the image's stop
+/// signal, as `docker stop` without `-t`); one already stopped is fine.
+pub async fn stop_container(docker: &Docker, container: &str) -> Result<()> {
+    match docker
+        .stop_container(
+            container,
+            None::<bollard::query_parameters::StopContainerOptions>,
+        )
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 304, ..
+        }) => Ok(()),
+        Err(e) => Err(Error::docker(format!("stopping {container}"), e)),
+    }
+}
+
+/// A host port nothing listens on right now, chosen the way k3d and kind choose
+/// one (bind port 0 on `ip`, read it, close): concrete ports are re-bound by
+/// Docker on every start, so the API URL never moves (an empty host port would
+/// get a new ephemeral port at each start).
+pub fn free_host_port(ip: std::net::IpAddr) -> Result<u16> {
+    std::net::TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| Error::io(format!("finding a free host port on {ip}"), e))
 }

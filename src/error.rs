@@ -94,6 +94,15 @@ impl Error {
         }
     }
 
+    /// Whether this is a start refused because host port `port` is taken
+    /// (Docker's "Bind for <ip>:<port> failed" / "<ip>:<port>: bind: address
+    /// already in use").
+    pub(crate) fn is_port_conflict(&self, port: u16) -> bool {
+        let m = self.message();
+        self.code() == ErrorCode::InvalidArgument
+            && (m.contains(&format!(":{port} failed")) || m.contains(&format!(":{port}: bind")))
+    }
+
     /// The same error with `context: ` in front of its message, code unchanged.
     pub fn context(self, context: impl std::fmt::Display) -> Error {
         let msg = format!("{context}: {}", self.message());

@@ -55,7 +55,7 @@ enum Command {
         /// k3s argument, optionally with a node filter (`--disable=traefik@server:*`).
         #[arg(long = "k3s-arg")]
         k3s_args: Vec<String>,
-        /// Host port for the API (0: Docker picks one).
+        /// Host port for the API (0: a free one, chosen once and kept across restarts).
         #[arg(long, default_value_t = 0)]
         api_port: u16,
         #[arg(long, default_value = "120s", value_parser = parse_duration)]
@@ -81,6 +81,14 @@ enum Command {
     },
     /// Print the cluster's kubeconfig (YAML) on stdout.
     Kubeconfig { name: String },
+    /// Stop a cluster's containers (kept: ports, volumes, kubeconfig).
+    Stop { name: String },
+    /// Start a stopped cluster and wait until every node is Ready.
+    Start {
+        name: String,
+        #[arg(long, default_value = "120s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
     /// Wait until an existing cluster is ready.
     Wait {
         name: String,
@@ -274,6 +282,8 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<ExitCode, kecs_clust
             }
         }
         Command::Kubeconfig { name } => print!("{}", manager.kubeconfig(&name, &cancel).await?),
+        Command::Stop { name } => manager.stop(&name, &cancel).await?,
+        Command::Start { name, timeout } => manager.start(&name, timeout, &cancel).await?,
         Command::Wait { name, timeout } => manager.wait_ready(&name, timeout, &cancel).await?,
     }
     Ok(ExitCode::SUCCESS)

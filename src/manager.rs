@@ -17,13 +17,15 @@ use crate::error::{Error, Result};
 use crate::guard::{Guard, Reporter};
 use crate::kubeconfig;
 use crate::names;
-use crate::options::CreateOptions;
+use crate::options::{CreateOptions, CreatePlan};
 use crate::provider::query::reachable_kubeconfig;
-use crate::provider::{AnyProvider, ClusterInfo, Kubeconfigs, Provider, ProviderCtx};
+use crate::provider::{AnyProvider, ClusterInfo, Created, Kubeconfigs, Provider, ProviderCtx};
 use crate::readiness;
 
 /// Upper bound for delete (and for the rollback a failed create runs).
 const DELETE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Upper bound for stop: every node's grace period runs in parallel.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long `info` waits for the API server's /version before leaving it empty.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -136,7 +138,7 @@ impl ClusterManager {
         cancel: &CancellationToken,
     ) -> Result<ClusterInfo> {
         let cluster = self.cluster_name(name)?;
-        let plan = options.validate(&self.config.image)?;
+        let mut plan = options.validate(&self.config.image)?;
         self.provider.check_plan(&plan)?;
         let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(plan.timeout));
         let lock = self.lock_for(&cluster);
@@ -152,7 +154,9 @@ impl ClusterManager {
             guard.report(&format!("cluster {cluster} already exists"));
             return self.info_in(&cx, &cluster).await;
         }
-        let created = self.provider.create(&cx, &cluster, &plan, &guard).await?;
+        let created = self
+            .create_on_fixed_port(&cx, &cluster, &mut plan, &guard)
+            .await?;
         if let Err(err) = self.write_kubeconfigs(&cluster, &created.kubeconfigs, &guard) {
             let rb = Guard::uncancellable(
                 format!("rolling back cluster {cluster}"),
@@ -175,6 +179,7 @@ impl ClusterManager {
             _ => ClusterInfo {
                 name: cluster.clone(),
                 status: "running".into(),
+                running: true,
                 provider: self.config.provider.as_str().into(),
                 node_count: plan.servers as usize + plan.agents as usize,
                 version: String::new(),
@@ -188,6 +193,36 @@ impl ClusterManager {
         info.kubeconfig_path = self.kubeconfig_file(&cluster);
         info.version = created.version;
         Ok(info)
+    }
+
+    /// Creates with a concrete API host port, so Docker binds the same one at
+    /// every start and the kubeconfig never goes stale. A port we chose (the
+    /// caller asked for 0) that someone takes before our start is chosen again;
+    /// the failed attempt was rolled back.
+    async fn create_on_fixed_port(
+        &self,
+        cx: &ProviderCtx<'_>,
+        cluster: &str,
+        plan: &mut CreatePlan,
+        guard: &Guard,
+    ) -> Result<Created> {
+        if plan.api_port != 0 {
+            return self.provider.create(cx, cluster, plan, guard).await;
+        }
+        let mut attempt = 1;
+        loop {
+            plan.api_port = docker::free_host_port(self.config.api_host_ip)?;
+            match self.provider.create(cx, cluster, plan, guard).await {
+                Err(e) if attempt < 3 && e.is_port_conflict(plan.api_port) => {
+                    guard.report(&format!(
+                        "API port {} was taken before the start; choosing another",
+                        plan.api_port
+                    ));
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     fn kubeconfig_file(&self, cluster: &str) -> String {
@@ -319,6 +354,64 @@ impl ClusterManager {
             }
         }
         Ok(info)
+    }
+
+    /// Stops every container of the cluster (idempotent). Serialised with create,
+    /// delete and start of the same name. NotFound when there is no such cluster.
+    pub async fn stop(&self, name: &str, cancel: &CancellationToken) -> Result<()> {
+        let cluster = self.cluster_name(name)?;
+        let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(STOP_TIMEOUT));
+        let lock = self.lock_for(&cluster);
+        let _held = guard
+            .wait("waiting for another operation on the same cluster", async {
+                Ok(lock.lock.lock().await)
+            })
+            .await?;
+        let docker = self.docker(&guard).await?;
+        let cx = self.ctx(docker).await;
+        if !self.provider.stop(&cx, &cluster, &guard).await? {
+            return Err(not_found(&cluster));
+        }
+        Ok(())
+    }
+
+    /// Starts a stopped cluster (idempotent): its containers as they are (same
+    /// host ports, volumes and kubeconfig), in the provider's order, then waits
+    /// until every node is Ready, at most `timeout`. A node that does not come
+    /// back is named in the error; nothing is removed.
+    pub async fn start(
+        &self,
+        name: &str,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        let cluster = self.cluster_name(name)?;
+        let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(timeout));
+        let lock = self.lock_for(&cluster);
+        let _held = guard
+            .wait("waiting for another operation on the same cluster", async {
+                Ok(lock.lock.lock().await)
+            })
+            .await?;
+        let docker = self.docker(&guard).await?;
+        let cx = self.ctx(docker).await;
+        if !self.provider.start(&cx, &cluster, &guard).await? {
+            return Err(not_found(&cluster));
+        }
+        Ok(())
+    }
+
+    /// True when every container of the cluster runs; NotFound when it does not exist.
+    pub async fn is_running(&self, name: &str, cancel: &CancellationToken) -> Result<bool> {
+        let cluster = self.cluster_name(name)?;
+        let guard = self.guard(&format!("cluster {cluster}"), cancel, None);
+        let docker = self.docker(&guard).await?;
+        let cx = self.ctx(docker).await;
+        let info = guard
+            .wait("reading cluster state", self.provider.info(&cx, &cluster))
+            .await?
+            .ok_or_else(|| not_found(&cluster))?;
+        Ok(info.running)
     }
 
     /// Clusters of this provider whose names start with the configured prefix.

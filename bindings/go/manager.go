@@ -291,3 +291,64 @@ func (m *Manager) ListClusters(ctx context.Context) ([]ClusterInfo, error) {
 	}
 	return list, nil
 }
+
+// StopCluster stops every container of the cluster; its containers, volumes,
+// host ports and kubeconfig stay, so StartCluster brings it back as it was.
+// Stopping a stopped cluster is not an error; a missing one is ErrNotFound.
+func (m *Manager) StopCluster(ctx context.Context, name string) error {
+	cname, free := cstring(name)
+	defer free()
+	return m.call(ctx, "StopCluster", name, func(p *C.kecs_manager_t, tok *C.kecs_cancel_t, e **C.kecs_error_t) C.kecs_status_t {
+		return C.kecs_cluster_stop(p, cname, tok, e)
+	})
+}
+
+// StartCluster starts a stopped cluster with the same API port and kubeconfig
+// and waits until every node is Ready: until ctx ends, or DefaultWaitTimeout when
+// ctx has no deadline. Starting a running cluster is not an error; a missing one
+// is ErrNotFound. A node that does not come back is named in the error.
+func (m *Manager) StartCluster(ctx context.Context, name string) error {
+	cname, free := cstring(name)
+	defer free()
+	ms := C.uint64_t(timeoutFor(ctx).Milliseconds())
+	return m.call(ctx, "StartCluster", name, func(p *C.kecs_manager_t, tok *C.kecs_cancel_t, e **C.kecs_error_t) C.kecs_status_t {
+		return C.kecs_cluster_start(p, cname, ms, tok, e)
+	})
+}
+
+// IsClusterRunning reports whether every container of the cluster runs; a
+// missing cluster is ErrNotFound.
+func (m *Manager) IsClusterRunning(ctx context.Context, name string) (bool, error) {
+	cname, free := cstring(name)
+	defer free()
+	var out C.bool
+	err := m.call(ctx, "IsClusterRunning", name, func(p *C.kecs_manager_t, tok *C.kecs_cancel_t, e **C.kecs_error_t) C.kecs_status_t {
+		return C.kecs_cluster_is_running(p, cname, tok, &out, e)
+	})
+	return bool(out), err
+}
+
+// GetKubernetesAPIPort is the host port the cluster's API is published on. It
+// is chosen at create and kept across stop and start.
+func (m *Manager) GetKubernetesAPIPort(ctx context.Context, name string) (int, error) {
+	info, err := m.GetClusterInfo(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	if info.APIPort == 0 {
+		return 0, &Error{Code: CodeNotFound, Op: "GetKubernetesAPIPort", Cluster: name, Message: "the cluster publishes no API port"}
+	}
+	return info.APIPort, nil
+}
+
+// timeoutFor is ctx's time left (a little beyond, so that ctx ending is what
+// stops the call), or DefaultWaitTimeout when ctx has no deadline.
+func timeoutFor(ctx context.Context) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		if left := time.Until(d) + time.Second; left > 0 {
+			return left
+		}
+		return time.Millisecond
+	}
+	return DefaultWaitTimeout
+}

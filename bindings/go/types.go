@@ -87,7 +87,8 @@ type NodeInfo struct {
 // ClusterInfo describes a cluster. The first six fields match KECS's ClusterInfo.
 type ClusterInfo struct {
 	Name           string            `json:"name"`
-	Status         string            `json:"status"` // running, stopped, degraded
+	Status         string            `json:"status"`  // running, stopped, degraded
+	Running        bool              `json:"running"` // every container runs
 	Provider       string            `json:"provider"`
 	NodeCount      int               `json:"nodeCount"`
 	Version        string            `json:"version,omitempty"`

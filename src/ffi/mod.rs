@@ -199,6 +199,81 @@ pub unsafe extern "C" fn kecs_cluster_wait_ready(
     })
 }
 
+/// Stops every container of the cluster (idempotent; NOT_FOUND when there is no
+/// such cluster). Its containers, volumes, host ports and kubeconfig stay.
+/// Blocks.
+///
+/// # Safety
+/// As for `kecs_cluster_create`.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn kecs_cluster_stop(
+    m: *const KecsManager,
+    name: *const c_char,
+    cancel: *const KecsCancel,
+    err: *mut *mut KecsError,
+) -> kecs_status_t {
+    run("kecs_cluster_stop", err, || {
+        let m = unsafe { manager_arg(m) }?;
+        let name = unsafe { str_arg(name, "name") }?;
+        let token = unsafe { cancel_arg(cancel) };
+        let name = name.to_string();
+        m.run(move |mgr| async move { mgr.stop(&name, &token).await })
+    })
+}
+
+/// Starts a stopped cluster (idempotent) with the same API port and kubeconfig,
+/// and blocks until every node is Ready, at most `timeout_ms`. A node that does
+/// not come back is named in the error; nothing is removed.
+///
+/// # Safety
+/// As for `kecs_cluster_create`.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn kecs_cluster_start(
+    m: *const KecsManager,
+    name: *const c_char,
+    timeout_ms: u64,
+    cancel: *const KecsCancel,
+    err: *mut *mut KecsError,
+) -> kecs_status_t {
+    run("kecs_cluster_start", err, || {
+        let m = unsafe { manager_arg(m) }?;
+        let name = unsafe { str_arg(name, "name") }?;
+        let token = unsafe { cancel_arg(cancel) };
+        let name = name.to_string();
+        let timeout = Duration::from_millis(timeout_ms);
+        m.run(move |mgr| async move { mgr.start(&name, timeout, &token).await })
+    })
+}
+
+/// Writes whether every container of the cluster runs to `*out` (not NULL);
+/// NOT_FOUND when there is no such cluster. Blocks for one Docker call.
+///
+/// # Safety
+/// As for `kecs_cluster_create`; `out` valid.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn kecs_cluster_is_running(
+    m: *const KecsManager,
+    name: *const c_char,
+    cancel: *const KecsCancel,
+    out: *mut bool,
+    err: *mut *mut KecsError,
+) -> kecs_status_t {
+    run("kecs_cluster_is_running", err, || {
+        let m = unsafe { manager_arg(m) }?;
+        let name = unsafe { str_arg(name, "name") }?;
+        out_arg(out, "out")?;
+        let token = unsafe { cancel_arg(cancel) };
+        let name = name.to_string();
+        let running = m.run(move |mgr| async move { mgr.is_running(&name, &token).await })?;
+        // SAFETY: checked non-NULL above.
+        unsafe { *out = running };
+        Ok(())
+    })
+}
+
 /// Writes the cluster's kubeconfig (YAML) to `*out_yaml` (not NULL): the host URL,
 /// or the in-network URL in container mode. Free it with `kecs_string_free`.
 ///

@@ -5,6 +5,7 @@
 
 pub mod k3d;
 pub mod kind;
+pub mod lifecycle;
 pub mod query;
 pub mod steps;
 
@@ -86,6 +87,9 @@ pub struct ClusterInfo {
     pub name: String,
     /// "running" (every node running), "stopped" (none), or "degraded".
     pub status: String,
+    /// True when every container of the cluster runs.
+    #[serde(default)]
+    pub running: bool,
     pub provider: String,
     pub node_count: usize,
     /// The API server's gitVersion when it answered, else empty.
@@ -151,6 +155,13 @@ pub trait Provider {
     async fn list(&self, cx: &ProviderCtx<'_>) -> Result<Vec<ClusterInfo>>;
     /// Waits until an existing cluster's nodes are ready.
     async fn wait_ready(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<()>;
+    /// Stops every container of the cluster, in the provider's order; Ok(false)
+    /// when the cluster does not exist.
+    async fn stop(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool>;
+    /// Starts the stopped containers of the cluster in the provider's order,
+    /// waits for their restart log lines, then for every node Ready. Ok(false)
+    /// when the cluster does not exist.
+    async fn start(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool>;
 }
 
 /// Static dispatch over the providers (async trait methods are not object safe).
@@ -216,5 +227,11 @@ impl Provider for AnyProvider {
     }
     async fn wait_ready(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<()> {
         dispatch!(self, p => p.wait_ready(cx, cluster, guard).await)
+    }
+    async fn stop(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
+        dispatch!(self, p => p.stop(cx, cluster, guard).await)
+    }
+    async fn start(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
+        dispatch!(self, p => p.start(cx, cluster, guard).await)
     }
 }

@@ -93,6 +93,7 @@ pub fn cluster_info(
     ClusterInfo {
         name: cluster.to_string(),
         status: status_of(&nodes).to_string(),
+        running: status_of(&nodes) == "running",
         provider: provider.to_string(),
         node_count: nodes.len(),
         version: String::new(),

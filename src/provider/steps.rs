@@ -113,6 +113,10 @@ pub async fn start_node(
             guard.report(&format!("started node {name}"));
             Ok(())
         }
+        // already running
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 304, ..
+        }) => Ok(()),
         Err(bollard::errors::Error::DockerResponseServerError { message, .. })
             if message.contains("port is already allocated")
                 || message.contains("address already in use") =>

@@ -10,6 +10,7 @@ use bollard::models::ContainerSummary;
 use bollard::query_parameters::InspectNetworkOptions;
 use std::collections::BTreeMap;
 
+use super::lifecycle::{self, names_where, NodeStart};
 use super::query::{self, cluster_info, node_summary, reachable_kubeconfig, KubeconfigSource};
 use super::{ClusterInfo, Created, Kubeconfigs, Provider, ProviderCtx};
 use crate::config::ProviderKind;
@@ -25,6 +26,10 @@ pub struct K3dProvider;
 /// Log lines that mean a node is ready (k3d's `ReadyLogMessagesByRoleAndIntent`).
 pub const SERVER_READY: &str = "k3s is up and running";
 pub const AGENT_READY: &str = "Successfully registered node";
+/// The init server of a multi-server cluster on a restart (k3d's cluster-start intent).
+pub const INIT_RESTART_READY: &str = "Running kube-apiserver";
+/// The load balancer (nginx's master after every start and reload).
+pub const LB_READY: &str = "start worker processes";
 
 pub fn ready_line(role: &str) -> &'static str {
     if role == "agent" {
@@ -206,6 +211,76 @@ impl Provider for K3dProvider {
             .collect())
     }
 
+    async fn stop(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
+        let all = docker::containers_with_labels(cx.docker, &cluster_labels(cluster)).await?;
+        if all.is_empty() {
+            return Ok(false);
+        }
+        // k3d's order (newest first): load balancers, agents, servers, registry
+        let phases = vec![
+            names_where(&all, |c| {
+                !matches!(role(c), "server" | "agent" | "registry")
+            }),
+            names_where(&all, |c| role(c) == "agent"),
+            names_where(&all, |c| role(c) == "server"),
+            names_where(&all, |c| role(c) == "registry"),
+        ];
+        lifecycle::stop_phases(cx, cluster, phases, guard).await?;
+        Ok(true)
+    }
+
+    async fn start(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
+        let all = docker::containers_with_labels(cx.docker, &cluster_labels(cluster)).await?;
+        if all.is_empty() {
+            return Ok(false);
+        }
+        let stopped = |c: &ContainerSummary| !lifecycle::is_running(c);
+        let is_init = |c: &ContainerSummary| summary_label(c, "k3d.server.init") == Some("true");
+        let node = |name: String, lines| NodeStart { name, lines };
+        // k3d's order: the init server, the other servers one at a time (etcd
+        // members rejoin one by one), the agents together, then the helpers
+        let init = names_where(&all, |c| stopped(c) && role(c) == "server" && is_init(c));
+        let servers = names_where(&all, |c| stopped(c) && role(c) == "server" && !is_init(c));
+        let agents = names_where(&all, |c| stopped(c) && role(c) == "agent");
+        let mut phases: Vec<Vec<NodeStart>> = vec![init
+            .into_iter()
+            .map(|n| node(n, &[INIT_RESTART_READY] as &'static [&'static str]))
+            .collect()];
+        phases.extend(
+            servers
+                .iter()
+                .map(|s| vec![node(s.clone(), &[SERVER_READY] as &'static [&'static str])]),
+        );
+        phases.push(
+            agents
+                .iter()
+                .map(|a| node(a.clone(), &[AGENT_READY] as &'static [&'static str]))
+                .collect(),
+        );
+        phases.push(
+            all.iter()
+                .filter(|c| stopped(c) && !matches!(role(c), "server" | "agent"))
+                .map(|c| node(summary_name(c), restart_lines(role(c))))
+                .collect(),
+        );
+        lifecycle::start_phases(cx, cluster, phases, guard).await?;
+        // Docker rewrites /etc/hosts at every start: put host.k3d.internal back,
+        // as k3d does for the servers (but the init server) and agents it started
+        let restarted: Vec<String> = servers.into_iter().chain(agents).collect();
+        let nodes = all
+            .iter()
+            .filter(|c| matches!(role(c), "server" | "agent"))
+            .count();
+        let (hosts, ready) = futures_util::future::join(
+            inject_host_gateway(cx, cluster, &restarted, guard),
+            self.wait_api_ready(cx, cluster, nodes, guard),
+        )
+        .await;
+        hosts?;
+        ready?;
+        Ok(true)
+    }
+
     async fn wait_ready(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<()> {
         let nodes = node_containers(cx, cluster).await?;
         if nodes.is_empty() {
@@ -243,6 +318,87 @@ impl Provider for K3dProvider {
             .map(|_| ())
             .map_err(|e| e.context(format!("cluster {cluster}")))
     }
+}
+
+impl K3dProvider {
+    /// Every node Ready through the API, with the kubeconfig the nodes hold.
+    async fn wait_api_ready(
+        &self,
+        cx: &ProviderCtx<'_>,
+        cluster: &str,
+        nodes: usize,
+        guard: &Guard,
+    ) -> Result<()> {
+        let kcs = guard
+            .wait("reading the kubeconfig", self.kubeconfig(cx, cluster))
+            .await?;
+        let reach = reachable_kubeconfig(cx, &spec::network_name(cluster), &kcs).await;
+        readiness::wait_nodes_ready(reach, nodes, guard)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.context(format!("cluster {cluster}")))
+    }
+}
+
+fn role(c: &ContainerSummary) -> &str {
+    summary_label(c, "k3d.role").unwrap_or("")
+}
+
+/// What a helper container logs when it is back after a start.
+fn restart_lines(role: &str) -> &'static [&'static str] {
+    match role {
+        "loadbalancer" | spec::PORT_PROXY_ROLE => &[LB_READY],
+        // registries are not waited for, as in k3d
+        _ => &[],
+    }
+}
+
+/// Appends `<gateway> host.k3d.internal` to each node's /etc/hosts unless it is
+/// there (k3d's host alias; Docker rewrites the file at every start). Best
+/// effort, as in k3d: a node without a shell only loses the alias.
+async fn inject_host_gateway(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    nodes: &[String],
+    guard: &Guard,
+) -> Result<()> {
+    if nodes.is_empty() {
+        return Ok(());
+    }
+    let net = spec::network_name(cluster);
+    let gateway = match cx
+        .docker
+        .inspect_network(&net, None::<InspectNetworkOptions>)
+        .await
+    {
+        Ok(n) => n
+            .ipam
+            .and_then(|i| i.config)
+            .and_then(|c| c.into_iter().find_map(|c| c.gateway)),
+        Err(_) => None,
+    };
+    let Some(gateway) = gateway else {
+        guard.report(&format!(
+            "network {net} has no gateway: host.k3d.internal not added"
+        ));
+        return Ok(());
+    };
+    let script = format!(
+        "grep -q ' host.k3d.internal$' /etc/hosts || echo '{gateway} host.k3d.internal' >> /etc/hosts"
+    );
+    let cmd = ["sh", "-c", script.as_str()];
+    let execs = nodes
+        .iter()
+        .map(|n| docker::exec_ok(cx.docker, n, &cmd, None, cx.config.privileged));
+    for (node, res) in nodes
+        .iter()
+        .zip(futures_util::future::join_all(execs).await)
+    {
+        if let Err(e) = res {
+            guard.report(&format!("node {node}: host.k3d.internal not added: {e}"));
+        }
+    }
+    Ok(())
 }
 
 fn server0(nodes: &[ContainerSummary], cluster: &str) -> Result<String> {

@@ -16,6 +16,9 @@ pub const K3D_VERSION_LABEL: &str = concat!("kecs-cluster-v", env!("CARGO_PKG_VE
 pub const KUBECONFIG_OUTPUT: &str = "/output/kubeconfig.yaml";
 pub const API_PORT: &str = "6443/tcp";
 pub const IMAGE_VOLUME_PATH: &str = "/k3d/images";
+/// `k3d.role` of the proxies that carry port mappings added to a running
+/// cluster (k3d's role for containers that are not nodes).
+pub const PORT_PROXY_ROLE: &str = "noRole";
 
 pub fn network_name(cluster: &str) -> String {
     format!("k3d-{cluster}")

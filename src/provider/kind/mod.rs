@@ -9,6 +9,7 @@ pub mod spec;
 use bollard::models::ContainerSummary;
 use std::collections::BTreeMap;
 
+use super::lifecycle::{self, names_where, NodeStart};
 use super::query::{self, cluster_info, node_summary, reachable_kubeconfig, KubeconfigSource};
 use super::{ClusterInfo, Created, Kubeconfigs, Provider, ProviderCtx};
 use crate::config::ProviderKind;
@@ -68,6 +69,10 @@ pub(crate) async fn remove_objects(
         .await
         .map_err(|e| e.context(format!("deleting cluster {cluster}")))?;
     Ok(!names.is_empty())
+}
+
+fn role(c: &ContainerSummary) -> &str {
+    summary_label(c, spec::ROLE_LABEL).unwrap_or("")
 }
 
 fn info_from(cluster: &str, nodes: &[ContainerSummary]) -> ClusterInfo {
@@ -132,6 +137,56 @@ impl Provider for KindProvider {
             .iter()
             .map(|(name, nodes)| info_from(name, nodes))
             .collect())
+    }
+
+    async fn stop(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
+        let all = node_containers(cx, cluster).await?;
+        if all.is_empty() {
+            return Ok(false);
+        }
+        // workers, then control planes, then the load balancer in front of them
+        let phases = vec![
+            names_where(&all, |c| role(c) == "worker"),
+            names_where(&all, |c| role(c) == "control-plane"),
+            names_where(&all, |c| !matches!(role(c), "worker" | "control-plane")),
+        ];
+        lifecycle::stop_phases(cx, cluster, phases, guard).await?;
+        Ok(true)
+    }
+
+    async fn start(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
+        let all = node_containers(cx, cluster).await?;
+        if all.is_empty() {
+            return Ok(false);
+        }
+        let stopped = |c: &ContainerSummary| !lifecycle::is_running(c);
+        let phase = |r: &str, lines: &'static [&'static str]| -> Vec<NodeStart> {
+            names_where(&all, |c| stopped(c) && role(c) == r)
+                .into_iter()
+                .map(|name| NodeStart { name, lines })
+                .collect()
+        };
+        // the load balancer first (kind does not wait on it), then the control
+        // planes (systemd boots them; kubelet brings the static pods back), then
+        // the workers
+        let phases = vec![
+            phase("external-load-balancer", &[]),
+            phase("control-plane", &spec::BOOT_LINES),
+            phase("worker", &spec::BOOT_LINES),
+        ];
+        lifecycle::start_phases(cx, cluster, phases, guard).await?;
+        let nodes = all
+            .iter()
+            .filter(|c| matches!(role(c), "worker" | "control-plane"))
+            .count();
+        let kcs = guard
+            .wait("reading the kubeconfig", self.kubeconfig(cx, cluster))
+            .await?;
+        let reach = reachable_kubeconfig(cx, spec::NETWORK, &kcs).await;
+        readiness::wait_nodes_ready(reach, nodes, guard)
+            .await
+            .map_err(|e| e.context(format!("cluster {cluster}")))?;
+        Ok(true)
     }
 
     async fn wait_ready(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<()> {

@@ -1,0 +1,108 @@
+//! Stop and start of an existing cluster, shared by the providers. Nodes go in
+//! phases (each provider gives its order); every call of a phase finishes before
+//! the result is looked at, and a restart's ready line only counts when it was
+//! logged after the node's new `StartedAt`, so the previous run's lines never do.
+
+use bollard::models::ContainerSummary;
+
+use super::{steps, ProviderCtx};
+use crate::docker::{self, summary_name};
+use crate::error::{Error, Result};
+use crate::guard::Guard;
+
+/// One node to start and the log lines that mean it is back (none: no wait).
+pub struct NodeStart {
+    pub name: String,
+    pub lines: &'static [&'static str],
+}
+
+pub fn is_running(c: &ContainerSummary) -> bool {
+    c.state.map(|s| s.to_string()).as_deref() == Some("running")
+}
+
+/// Stops the nodes phase by phase; within a phase all stops run together and all
+/// finish. A node that is already stopped is fine (stop is idempotent).
+pub async fn stop_phases(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    phases: Vec<Vec<String>>,
+    guard: &Guard,
+) -> Result<()> {
+    for phase in phases.into_iter().filter(|p| !p.is_empty()) {
+        guard.check(&format!("cluster {cluster}: stopping nodes"))?;
+        let stops = phase.iter().map(|name| async move {
+            docker::stop_container(cx.docker, name)
+                .await
+                .map_err(|e| e.context(format!("cluster {cluster}")))?;
+            guard.report(&format!("stopped node {name}"));
+            Ok::<_, Error>(())
+        });
+        first_error(futures_util::future::join_all(stops).await)?;
+    }
+    Ok(())
+}
+
+/// Starts the nodes phase by phase: every start of a phase finishes, then every
+/// wait for a ready line. A node that exits instead is named with its exit code
+/// and last log lines; nothing is rolled back (the cluster existed before).
+pub async fn start_phases(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    phases: Vec<Vec<NodeStart>>,
+    guard: &Guard,
+) -> Result<()> {
+    for phase in phases.into_iter().filter(|p| !p.is_empty()) {
+        let starts = phase
+            .iter()
+            .map(|n| steps::start_node(cx, cluster, &n.name, 0, guard));
+        first_error(futures_util::future::join_all(starts).await)?;
+        let waits = phase
+            .iter()
+            .filter(|n| !n.lines.is_empty())
+            .map(|n| wait_restarted(cx, cluster, n, guard));
+        first_error(futures_util::future::join_all(waits).await)?;
+    }
+    Ok(())
+}
+
+async fn wait_restarted(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    node: &NodeStart,
+    guard: &Guard,
+) -> Result<()> {
+    let name = &node.name;
+    let info = docker::inspect(cx.docker, name).await?;
+    let started_at = info
+        .state
+        .as_ref()
+        .and_then(|s| s.started_at.clone())
+        .unwrap_or_default();
+    let step = format!(
+        "cluster {cluster}: waiting for node {name} to log {:?}",
+        node.lines[0]
+    );
+    guard
+        .wait(
+            &step,
+            docker::wait_for_log_line_after(cx.docker, name, node.lines, &started_at),
+        )
+        .await
+        .map_err(|e| e.context(format!("cluster {cluster}: starting node {name}")))?;
+    guard.report(&format!("node {name} is up"));
+    Ok(())
+}
+
+fn first_error(results: Vec<Result<()>>) -> Result<()> {
+    results.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
+}
+
+/// Names of the nodes in `nodes` matching `pick`, sorted.
+pub fn names_where(
+    nodes: &[ContainerSummary],
+    pick: impl Fn(&ContainerSummary) -> bool,
+) -> Vec<String> {
+    let mut names: Vec<String> = nodes.iter().filter(|c| pick(c)).map(summary_name).collect();
+    names.sort();
+    names
+}
