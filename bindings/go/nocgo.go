@@ -89,3 +89,19 @@ func (m *Manager) GetClusterInfo(ctx context.Context, name string) (*ClusterInfo
 func (m *Manager) ListClusters(ctx context.Context) ([]ClusterInfo, error) {
 	return nil, errNoCgo
 }
+
+// StopCluster fails with ErrCgoRequired.
+func (m *Manager) StopCluster(ctx context.Context, name string) error { return errNoCgo }
+
+// StartCluster fails with ErrCgoRequired.
+func (m *Manager) StartCluster(ctx context.Context, name string) error { return errNoCgo }
+
+// IsClusterRunning fails with ErrCgoRequired.
+func (m *Manager) IsClusterRunning(ctx context.Context, name string) (bool, error) {
+	return false, errNoCgo
+}
+
+// GetKubernetesAPIPort fails with ErrCgoRequired.
+func (m *Manager) GetKubernetesAPIPort(ctx context.Context, name string) (int, error) {
+	return 0, errNoCgo
+}
