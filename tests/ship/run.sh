@@ -18,7 +18,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 [ -d /usr/lib/go-1.23/bin ] && export PATH="/usr/lib/go-1.23/bin:$PATH"
 export GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod
 artifacts="${CARGO_TARGET_DIR:-$root/target}/release"
-sim_image="kecs-sim/k3s:test"
+sim_image="${KECS_SIM_IMAGE:-kecs-sim/k3s:test}"
 step() { printf '\n== ship: %s\n' "$*"; }
 fail() { echo "ship: FAIL: $*" >&2; exit 1; }
 
