@@ -223,7 +223,12 @@ fn config_path(args: &[String]) -> Option<&str> {
 }
 
 fn log_error(msg: &str) {
-    log("debug", "pool", "source/common/conn_pool/conn_pool_base.cc:429", msg);
+    log(
+        "debug",
+        "pool",
+        "source/common/conn_pool/conn_pool_base.cc:429",
+        msg,
+    );
 }
 
 const SERVER_SRC: &str = "source/server/server.cc:431";
@@ -256,11 +261,29 @@ pub async fn run(args: &[String]) -> u8 {
         }
     };
     let dynamic = bootstrap.dynamic_resources.unwrap_or_default();
-    let cds = dynamic.cds_config.as_ref().and_then(|c| c.file()).map(String::from);
-    let lds = dynamic.lds_config.as_ref().and_then(|c| c.file()).map(String::from);
+    let cds = dynamic
+        .cds_config
+        .as_ref()
+        .and_then(|c| c.file())
+        .map(String::from);
+    let lds = dynamic
+        .lds_config
+        .as_ref()
+        .and_then(|c| c.file())
+        .map(String::from);
     let node = bootstrap.node.unwrap_or_default();
-    log("info", "main", SERVER_SRC, "initializing epoch 0 (base id=0, hot restart version=11.104)");
-    log("info", "main", SERVER_SRC, "envoy stand-in: kecs-lb-sim (not envoy)");
+    log(
+        "info",
+        "main",
+        SERVER_SRC,
+        "initializing epoch 0 (base id=0, hot restart version=11.104)",
+    );
+    log(
+        "info",
+        "main",
+        SERVER_SRC,
+        "envoy stand-in: kecs-lb-sim (not envoy)",
+    );
     log(
         "info",
         "main",
@@ -271,7 +294,12 @@ pub async fn run(args: &[String]) -> u8 {
             node.id.unwrap_or_default()
         ),
     );
-    log("info", "main", "source/server/server.cc:1009", "starting main dispatch loop");
+    log(
+        "info",
+        "main",
+        "source/server/server.cc:1009",
+        "starting main dispatch loop",
+    );
 
     let mut listeners = Listeners::new(log_error);
     let read = |p: &Option<String>| p.as_deref().map(std::fs::read_to_string);
@@ -328,7 +356,12 @@ async fn update(listeners: &mut Listeners, cds: &str, lds: &str, first: bool) {
     let routes = match routes(&lds_listeners, &clusters) {
         Ok(r) => r,
         Err(e) => {
-            log("warning", "config", "source/common/listener_manager/lds_api.cc:82", &format!("lds: update rejected: {e}"));
+            log(
+                "warning",
+                "config",
+                "source/common/listener_manager/lds_api.cc:82",
+                &format!("lds: update rejected: {e}"),
+            );
             return;
         }
     };
@@ -339,8 +372,18 @@ async fn update(listeners: &mut Listeners, cds: &str, lds: &str, first: bool) {
         &format!("cds: add {} cluster(s)", clusters.len()),
     );
     if first {
-        log("info", "upstream", "source/common/upstream/cluster_manager_impl.cc:222", "cm init: all clusters initialized");
-        log("info", "main", "source/server/server.cc:990", "all clusters initialized. initializing init manager");
+        log(
+            "info",
+            "upstream",
+            "source/common/upstream/cluster_manager_impl.cc:222",
+            "cm init: all clusters initialized",
+        );
+        log(
+            "info",
+            "main",
+            "source/server/server.cc:990",
+            "all clusters initialized. initializing init manager",
+        );
     }
     for l in &lds_listeners {
         log(
@@ -351,10 +394,20 @@ async fn update(listeners: &mut Listeners, cds: &str, lds: &str, first: bool) {
         );
     }
     for e in listeners.apply(&routes).await {
-        log("critical", "config", "source/common/listener_manager/listener_impl.cc:105", &format!("listener failed: {e}"));
+        log(
+            "critical",
+            "config",
+            "source/common/listener_manager/listener_impl.cc:105",
+            &format!("listener failed: {e}"),
+        );
     }
     if first {
-        log("info", "main", "source/server/server.cc:1001", "all dependencies initialized. starting workers");
+        log(
+            "info",
+            "main",
+            "source/server/server.cc:1001",
+            "all dependencies initialized. starting workers",
+        );
     }
 }
 
@@ -389,7 +442,9 @@ mod tests {
 
     #[test]
     fn empty_and_unknown() {
-        assert!(parse_resources::<Listener>("resources: []\n").unwrap().is_empty());
+        assert!(parse_resources::<Listener>("resources: []\n")
+            .unwrap()
+            .is_empty());
         assert!(parse_resources::<Cluster>("").unwrap().is_empty());
         // A listener whose cluster is not (yet) known opens with no upstreams.
         let l = parse_resources::<Listener>(LDS).unwrap();
@@ -403,7 +458,10 @@ mod tests {
     fn config_path_forms() {
         let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(config_path(&args(&["-c", "/a"])), Some("/a"));
-        assert_eq!(config_path(&args(&["-l", "debug", "--config-path=/b"])), Some("/b"));
+        assert_eq!(
+            config_path(&args(&["-l", "debug", "--config-path=/b"])),
+            Some("/b")
+        );
         assert_eq!(config_path(&args(&[])), None);
     }
 }

@@ -476,7 +476,10 @@ mod tests {
         // Re-pointing the same port keeps the listener; a new port opens.
         let extra = free_port().await;
         let errors = ls
-            .apply(&[route(listen, &[("127.0.0.1", b)]), route(extra, &[("127.0.0.1", a)])])
+            .apply(&[
+                route(listen, &[("127.0.0.1", b)]),
+                route(extra, &[("127.0.0.1", a)]),
+            ])
             .await;
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(ask(listen).await, "b");
