@@ -67,7 +67,16 @@ pub fn parse_url(url: &str) -> Option<(String, u16)> {
     }
 }
 
-async fn register_once(url: &str, token: &str, node: &NodeRecord) -> Result<CaPem, JoinError> {
+/// One HTTPS request to a server's join API, authenticated by the token:
+/// (status code, body).
+pub async fn request(
+    url: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    limit: Duration,
+) -> Result<(u16, String), JoinError> {
     let (host, port) =
         parse_url(url).ok_or_else(|| JoinError::Rejected(format!("invalid server URL {url:?}")))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -90,22 +99,21 @@ async fn register_once(url: &str, token: &str, node: &NodeRecord) -> Result<CaPe
         .connect(name, tcp)
         .await
         .map_err(|e| JoinError::Unreachable(format!("TLS handshake with {host}:{port}: {e}")))?;
-    let body = serde_json::to_vec(node).expect("node record serialises");
     let head = format!(
-        "POST /v1-k3s-sim/register HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\nX-K3s-Sim-Token: {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\nX-K3s-Sim-Token: {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     let io = async {
         tls.write_all(head.as_bytes()).await?;
-        tls.write_all(&body).await?;
+        tls.write_all(body).await?;
         let mut resp = Vec::new();
         // the server may close without close_notify; what was read is enough
         let _ = tls.read_to_end(&mut resp).await;
         Ok::<_, std::io::Error>(resp)
     };
-    let resp = tokio::time::timeout(Duration::from_secs(5), io)
+    let resp = tokio::time::timeout(limit, io)
         .await
-        .map_err(|_| JoinError::Unreachable("registration timed out".into()))?
+        .map_err(|_| JoinError::Unreachable(format!("{method} {path} timed out")))?
         .map_err(|e| JoinError::Unreachable(e.to_string()))?;
     let resp = String::from_utf8_lossy(&resp);
     let code: u16 = resp
@@ -113,6 +121,25 @@ async fn register_once(url: &str, token: &str, node: &NodeRecord) -> Result<CaPe
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or("")
+        .to_string();
+    Ok((code, body))
+}
+
+async fn register_once(url: &str, token: &str, node: &NodeRecord) -> Result<CaPem, JoinError> {
+    let body = serde_json::to_vec(node).expect("node record serialises");
+    let (code, json) = request(
+        url,
+        token,
+        "POST",
+        "/v1-k3s-sim/register",
+        &body,
+        Duration::from_secs(5),
+    )
+    .await?;
     if code == 401 {
         return Err(JoinError::Rejected(
             "token rejected by server (401 Unauthorized)".into(),
@@ -123,8 +150,7 @@ async fn register_once(url: &str, token: &str, node: &NodeRecord) -> Result<CaPe
             "server answered HTTP {code}"
         )));
     }
-    let json = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    let v: Value = serde_json::from_str(json)
+    let v: Value = serde_json::from_str(&json)
         .map_err(|e| JoinError::Unreachable(format!("bad registration reply: {e}")))?;
     Ok(CaPem {
         cert_pem: v["caCert"].as_str().unwrap_or_default().to_string(),

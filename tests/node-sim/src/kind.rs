@@ -16,6 +16,12 @@ use crate::{api, join, logfmt, pki};
 
 pub const CONTROL_SOCKET: &str = "/run/kecs-sim/control.sock";
 pub const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
+/// The node's state across container restarts (a kind node keeps its cluster in
+/// etcd's and kubelet's directories): PKI, API objects, and the kubeadm
+/// configuration the node was initialised or joined with.
+const DATA_DIR: &str = "/var/lib/kecs-sim";
+const INIT_CONF: &str = "/var/lib/kecs-sim/kubeadm-init.conf";
+const JOIN_CONF: &str = "/var/lib/kecs-sim/kubeadm-join.conf";
 
 /// systemd-style console line (kind waits for "Reached target .*Multi-User System").
 fn systemd(msg: &str) {
@@ -37,8 +43,22 @@ pub async fn run_node(me: NodeRecord, ips: Vec<std::net::IpAddr>) -> i32 {
         }
     };
     systemd("Started containerd.service - containerd container runtime.");
-    systemd("Reached target multi-user.target - Multi-User System.");
     let node = Arc::new(Node { me, ips });
+    // a restarted node brings back what kubeadm set up before: kubelet starts the
+    // control plane's static pods again, or rejoins as a worker
+    if let Ok(conf) = std::fs::read_to_string(INIT_CONF) {
+        if let Err(e) = node.init(&conf).await {
+            logfmt::error(&format!("restarting the control plane: {e}"));
+        }
+    } else if let Ok(conf) = std::fs::read_to_string(JOIN_CONF) {
+        let node = node.clone();
+        tokio::spawn(async move {
+            if let Err(e) = node.join(&conf).await {
+                logfmt::error(&format!("rejoining the cluster: {e}"));
+            }
+        });
+    }
+    systemd("Reached target multi-user.target - Multi-User System.");
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -61,10 +81,10 @@ impl Node {
             return;
         }
         let req: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-        let conf = kubeadm_conf::parse(req["config"].as_str().unwrap_or(""));
+        let conf = req["config"].as_str().unwrap_or("");
         let result = match req["op"].as_str() {
-            Some("init") => self.init(&conf).await,
-            Some("join") => self.join(&conf).await,
+            Some("init") => self.init(conf).await,
+            Some("join") => self.join(conf).await,
             other => Err(format!("unknown request {other:?}")),
         };
         let reply = match result {
@@ -74,7 +94,8 @@ impl Node {
         let _ = w.write_all(format!("{reply}\n").as_bytes()).await;
     }
 
-    async fn init(&self, conf: &KubeadmConf) -> Result<(), String> {
+    async fn init(&self, raw: &str) -> Result<(), String> {
+        let conf: KubeadmConf = kubeadm_conf::parse(raw);
         let endpoint = conf
             .control_plane_endpoint
             .clone()
@@ -85,31 +106,43 @@ impl Node {
             .ok_or("kubeadm.conf has no bootstrap token")?;
         let mut sans = conf.cert_sans.clone();
         sans.push(endpoint.split(':').next().unwrap_or_default().to_string());
-        let ca = pki::new_ca().map_err(|e| e.to_string())?;
-        let issued = pki::issue(&ca, &self.me.name, &self.ips, &sans).map_err(|e| e.to_string())?;
-        let state = Arc::new(State::new(token, String::new()));
+        let dir = std::path::Path::new(DATA_DIR);
+        let issued = crate::persistent_pki(
+            dir,
+            || pki::new_ca().map_err(|e| e.to_string()),
+            &self.me.name,
+            &self.ips,
+            &sans,
+        )?;
+        let ca = issued.ca.clone();
+        let (state, _) = State::open(token, ca.cert_pem.clone(), Some(dir.join("db")));
+        let state = Arc::new(state);
         state.register(self.me.clone());
         let listener = tokio::net::TcpListener::bind(("0.0.0.0", 6443))
             .await
             .map_err(|e| format!("listen on :6443: {e}"))?;
         let tls = api::tls_config(&issued)?;
         let server = Arc::new(api::Server {
-            state,
+            state: state.clone(),
             ca,
             advertise: format!("{}:6443", self.me.ip),
+            node_name: self.me.name.clone(),
         });
         tokio::spawn(api::serve(listener, tls, server));
+        tokio::spawn(crate::nodeports::follow_state(state, self.me.name.clone()));
         let cluster = conf
             .cluster_name
             .clone()
             .unwrap_or_else(|| "kubernetes".into());
         std::fs::create_dir_all("/etc/kubernetes").map_err(|e| e.to_string())?;
         write_private(ADMIN_CONF, &admin_conf(&issued, &endpoint, &cluster))?;
+        write_private(INIT_CONF, raw)?;
         eprintln!("kube-apiserver is listening on :6443 (simulated)");
         Ok(())
     }
 
-    async fn join(&self, conf: &KubeadmConf) -> Result<(), String> {
+    async fn join(&self, raw: &str) -> Result<(), String> {
+        let conf: KubeadmConf = kubeadm_conf::parse(raw);
         let endpoint = conf
             .api_server_endpoint
             .clone()
@@ -125,19 +158,25 @@ impl Node {
         )
         .await
         {
-            Ok(r) => r.map(|_| ()),
-            Err(_) => Err(format!(
-                "could not reach the control plane at {endpoint} within 30s"
-            )),
+            Ok(r) => r.map(|_| ())?,
+            Err(_) => {
+                return Err(format!(
+                    "could not reach the control plane at {endpoint} within 30s"
+                ))
+            }
         }
+        write_private(JOIN_CONF, raw)?;
+        tokio::spawn(crate::nodeports::follow_server(
+            url,
+            token,
+            self.me.name.clone(),
+        ));
+        Ok(())
     }
 }
 
 fn write_private(path: &str, content: &str) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, content).map_err(|e| format!("writing {path}: {e}"))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| e.to_string())
+    crate::write_kubeconfig(path, content, 0o600).map_err(|e| format!("writing {path}: {e}"))
 }
 
 /// kubeadm's admin kubeconfig: user `kubernetes-admin`, context
@@ -194,10 +233,7 @@ pub async fn kubeadm(args: &[String]) -> i32 {
         return 1;
     }
     if op == "init" {
-        if let Some(code) = std::env::var("SIM_KUBEADM_INIT_FAIL")
-            .ok()
-            .filter(|v| !v.is_empty())
-        {
+        if let Some(code) = crate::env("SIM_KUBEADM_INIT_FAIL") {
             eprintln!("[init] error execution phase wait-control-plane: simulated failure (SIM_KUBEADM_INIT_FAIL={code})");
             return code.parse().unwrap_or(1);
         }

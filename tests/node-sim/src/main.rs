@@ -4,10 +4,28 @@
 //!
 //! Seen from outside a container it behaves like a k3s node as k3d drives it: k3s's
 //! argv and env, its log lines, a kubeconfig written where `K3S_KUBECONFIG_OUTPUT`
-//! says, a TLS Kubernetes API on 6443 and agents joining by name. Only what runs
-//! inside the node is simulated. Fault knobs (env only): `SIM_READY_DELAY_MS`,
-//! `SIM_EXIT_BEFORE_READY=<code>`, `SIM_NEVER_READY=1` (or `=<part of a hostname>`),
-//! `SIM_IGNORE_SIGTERM=1`.
+//! says, a TLS Kubernetes API on 6443 that stock kubectl and kube-rs can use for
+//! nodes, namespaces, config maps and services (`api.rs`), agents joining by name,
+//! and a listener on every node for each Service node port (`nodeports.rs`).
+//!
+//! State survives a container restart, as k3s's does: the CA, the admin client
+//! certificate and the token under `/var/lib/rancher/k3s/server/{tls,token}`, the
+//! API objects and nodes in `/var/lib/rancher/k3s/server/db/state.json` (kind
+//! nodes: under `/var/lib/kecs-sim`). A restarted server logs
+//! `Cluster dns configmap already exists` instead of `… has been set successfully`;
+//! agents register again and log `Successfully registered node` again.
+//!
+//! Fault knobs, from the environment or, for one boot only, from a file:
+//! - `SIM_READY_DELAY_MS=<ms>`: wait before the ready lines.
+//! - `SIM_EXIT_BEFORE_READY=<code>`: exit with that code before ready.
+//! - `SIM_NEVER_READY=1` (or `=<part of a hostname>`): hang before ready.
+//! - `SIM_IGNORE_SIGTERM=1`: ignore SIGTERM (only SIGKILL stops the node).
+//! - `SIM_KUBEADM_INIT_FAIL=<code>` (kind image): `kubeadm init` fails.
+//! - `SIM_LOG_REQUESTS=1`: log every API request (method, path, query, media types).
+//! - `SIM_FAULTS_FILE=<path>`: if that file exists when the node boots, its
+//!   `KEY=VALUE` lines (`SIM_*` keys only; `#` comments) are knobs too, overriding
+//!   the environment. A test mounts a host directory, creates the cluster, writes
+//!   the file, then stops and starts a node to fault that restart only.
 
 mod api;
 mod args;
@@ -15,8 +33,13 @@ mod join;
 mod kind;
 mod kubeadm_conf;
 mod logfmt;
+mod nodeports;
+mod openapi;
+mod patch;
 mod pki;
+mod protobuf;
 mod state;
+mod table;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -55,7 +78,39 @@ fn main() {
     std::process::exit(runtime().block_on(run(args)));
 }
 
-fn env(name: &str) -> Option<String> {
+/// Where a k3s node keeps its state, as k3s does.
+const K3S_DATA_DIR: &str = "/var/lib/rancher/k3s";
+
+/// Knobs read from `SIM_FAULTS_FILE` at boot (empty when unset or absent).
+static FAULTS: std::sync::OnceLock<std::collections::HashMap<String, String>> =
+    std::sync::OnceLock::new();
+
+fn faults_file() -> &'static std::collections::HashMap<String, String> {
+    FAULTS.get_or_init(|| {
+        let Some(path) = std::env::var("SIM_FAULTS_FILE")
+            .ok()
+            .filter(|p| !p.is_empty())
+        else {
+            return Default::default();
+        };
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Default::default();
+        };
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .filter(|(k, _)| k.starts_with("SIM_"))
+            .collect()
+    })
+}
+
+/// A setting: a `SIM_*` knob from the faults file first, then the environment.
+pub fn env(name: &str) -> Option<String> {
+    if let Some(v) = faults_file().get(name) {
+        return Some(v.clone()).filter(|v| !v.is_empty());
+    }
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
@@ -196,6 +251,7 @@ async fn run(args: args::Args) -> i32 {
             logfmt::info("Containerd is now running");
             join::register(&url, &token, &me).await;
             logfmt::info(&format!("Successfully registered node {name}"));
+            tokio::spawn(nodeports::follow_server(url, token, name));
         }
         Role::Server => {
             if let Err(e) = run_server(&args, &me, &ips, server_url, token).await {
@@ -208,6 +264,68 @@ async fn run(args: args::Args) -> i32 {
     0
 }
 
+/// Reads `path`, or makes its content with `make` and writes it (mode 0600) for
+/// the next boot.
+fn load_or_save(
+    path: &std::path::Path,
+    make: impl FnOnce() -> Result<String, String>,
+) -> Result<String, String> {
+    if let Ok(s) = std::fs::read_to_string(path) {
+        return Ok(s);
+    }
+    let s = make()?;
+    write_private(path, &s)?;
+    Ok(s)
+}
+
+fn write_private(path: &std::path::Path, content: &str) -> Result<(), String> {
+    write_kubeconfig(&path.display().to_string(), content, 0o600)
+        .map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// The cluster CA and the admin client certificate, kept in `<dir>/tls` so that a
+/// kubeconfig written before a restart stays valid after it.
+pub fn persistent_pki(
+    dir: &std::path::Path,
+    ca_from: impl FnOnce() -> Result<pki::CaPem, String>,
+    me: &str,
+    ips: &[IpAddr],
+    sans: &[String],
+) -> Result<pki::Pki, String> {
+    let tls = dir.join("tls");
+    let (ca_crt, ca_key) = (tls.join("server-ca.crt"), tls.join("server-ca.key"));
+    let ca = match (
+        std::fs::read_to_string(&ca_crt),
+        std::fs::read_to_string(&ca_key),
+    ) {
+        (Ok(cert_pem), Ok(key_pem)) => pki::CaPem { cert_pem, key_pem },
+        _ => {
+            let ca = ca_from()?;
+            write_private(&ca_key, &ca.key_pem)?;
+            write_private(&ca_crt, &ca.cert_pem)?;
+            ca
+        }
+    };
+    // the serving certificate is issued on every boot: the address may change
+    let mut issued =
+        pki::issue(&ca, me, ips, sans).map_err(|e| format!("issuing certificates: {e}"))?;
+    let (admin_crt, admin_key) = (tls.join("client-admin.crt"), tls.join("client-admin.key"));
+    match (
+        std::fs::read_to_string(&admin_crt),
+        std::fs::read_to_string(&admin_key),
+    ) {
+        (Ok(c), Ok(k)) => {
+            issued.admin_cert_pem = c;
+            issued.admin_key_pem = k;
+        }
+        _ => {
+            write_private(&admin_key, &issued.admin_key_pem)?;
+            write_private(&admin_crt, &issued.admin_cert_pem)?;
+        }
+    }
+    Ok(issued)
+}
+
 async fn run_server(
     args: &args::Args,
     me: &NodeRecord,
@@ -215,15 +333,36 @@ async fn run_server(
     server_url: Option<String>,
     token: Option<String>,
 ) -> Result<(), String> {
-    let token = token.unwrap_or_else(state::new_uid);
-    let ca = match &server_url {
-        // a joining server takes the cluster CA from the server it joins
-        Some(url) => join::register(url, &token, me).await,
-        None => pki::new_ca().map_err(|e| format!("generating CA: {e}"))?,
+    let dir = std::path::Path::new(K3S_DATA_DIR).join("server");
+    let token_file = dir.join("token");
+    let token = match token {
+        Some(t) => {
+            let _ = load_or_save(&token_file, || Ok(t.clone()))?;
+            t
+        }
+        None => load_or_save(&token_file, || Ok(state::new_uid()))?
+            .trim()
+            .to_string(),
     };
-    let pki = pki::issue(&ca, &me.name, ips, &args.tls_sans)
-        .map_err(|e| format!("issuing certificates: {e}"))?;
-    let state = Arc::new(State::new(token, String::new()));
+    // a joining server takes the cluster CA from the server it joins (every
+    // boot: it registers again, as a k3s server rejoins its etcd cluster)
+    let joined_ca = match &server_url {
+        Some(url) => Some(join::register(url, &token, me).await),
+        None => None,
+    };
+    let pki = persistent_pki(
+        &dir,
+        || match joined_ca {
+            Some(ca) => Ok(ca),
+            None => pki::new_ca().map_err(|e| format!("generating CA: {e}")),
+        },
+        &me.name,
+        ips,
+        &args.tls_sans,
+    )?;
+    let (state, restarted) =
+        State::open(token.clone(), pki.ca.cert_pem.clone(), Some(dir.join("db")));
+    let state = Arc::new(state);
     if server_url.is_none() {
         state.register(me.clone());
     }
@@ -232,9 +371,10 @@ async fn run_server(
         .map_err(|e| format!("listen on :{}: {e}", args.https_port))?;
     let tls = api::tls_config(&pki)?;
     let server = Arc::new(api::Server {
-        state,
-        ca: ca.clone(),
+        state: state.clone(),
+        ca: pki.ca.clone(),
         advertise: format!("{}:{}", me.ip, args.https_port),
+        node_name: me.name.clone(),
     });
     tokio::spawn(api::serve(listener, tls, server));
     logfmt::info(&format!(
@@ -243,7 +383,20 @@ async fn run_server(
     ));
     logfmt::info("Containerd is now running");
     if args.cluster_init {
-        logfmt::info("Starting etcd for new cluster (simulated)");
+        if restarted {
+            logfmt::info("Starting etcd for existing cluster member (simulated)");
+        } else {
+            logfmt::info("Starting etcd for new cluster (simulated)");
+        }
+    }
+    match server_url {
+        // a joined server's node ports follow the cluster it joined
+        Some(url) => {
+            tokio::spawn(nodeports::follow_server(url, token, me.name.clone()));
+        }
+        None => {
+            tokio::spawn(nodeports::follow_state(state, me.name.clone()));
+        }
     }
 
     let out = env("K3S_KUBECONFIG_OUTPUT").unwrap_or_else(|| "/etc/rancher/k3s/k3s.yaml".into());
@@ -254,7 +407,11 @@ async fn run_server(
         .map_err(|e| format!("writing kubeconfig {out}: {e}"))?;
     logfmt::info(&format!("Wrote kubeconfig {out}"));
     logfmt::info("k3s is up and running");
-    logfmt::info("Cluster dns configmap has been set successfully");
+    if restarted {
+        logfmt::info("Cluster dns configmap already exists");
+    } else {
+        logfmt::info("Cluster dns configmap has been set successfully");
+    }
     Ok(())
 }
 
