@@ -370,6 +370,14 @@ fn k3d_proxy_balances_fails_over_reloads_without_dropping_and_proxies_udp() {
     // Port 81 is published but not configured: nothing answers it yet.
     assert!(ask(extra).is_err(), "port 81 answered before it was added");
 
+    // A connection established before the reload, used again after it.
+    let mut held = TcpStream::connect((Ipv4Addr::LOCALHOST, web)).unwrap();
+    held.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut held_reader = BufReader::new(held.try_clone().unwrap());
+    let mut line = String::new();
+    held_reader.read_line(&mut line).unwrap();
+    assert!(line.ends_with('\n'), "no greeting on the held connection");
+
     // Reload adding 81 while a client loops on port 80: zero failed connections.
     // The client runs freely; it reports when it is under way, and is told how far
     // to go once the reload is seen (a bounded loop either way).
@@ -427,6 +435,15 @@ fn k3d_proxy_balances_fails_over_reloads_without_dropping_and_proxies_udp() {
         at_ready - before_reload
     );
     assert_eq!(ask_many(extra, 2), [b.clone(), b.clone()]);
+    // The held connection survived the reload and still carries data both ways.
+    held.write_all(b"still there\n").unwrap();
+    line.clear();
+    held_reader.read_line(&mut line).unwrap();
+    assert_eq!(
+        line, "still there\n",
+        "the held connection broke across the reload"
+    );
+    drop((held, held_reader));
 
     // Removing a port closes it; the others keep answering.
     put_values(
@@ -437,6 +454,12 @@ fn k3d_proxy_balances_fails_over_reloads_without_dropping_and_proxies_udp() {
     wait_log(&lb, READY, 3, Duration::from_secs(10));
     assert!(ask(extra).is_err(), "port 81 still answers after removal");
     assert_eq!(ask(api), Ok(a.clone()));
+
+    // `k3d cluster stop/start`: the restarted proxy reads the same values.yaml and
+    // logs the ready line again.
+    docker(&["restart", "-t", "10", &lb]);
+    wait_log(&lb, READY, 4, Duration::from_secs(20));
+    assert_eq!(ask(host_port(&lb, "6443/tcp")), Ok(a.clone()));
 
     assert_stops_promptly(&lb);
 }
