@@ -8,12 +8,12 @@ use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, RemoveContainerOptions, StopContainerOptions,
 };
 use bollard::Docker;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Service};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use kecs_cluster::docker::{published_port, read_file, wait_for_log_line};
+use kecs_cluster::docker::{published_port, read_file, wait_for_log_line, wait_for_log_line_after};
 use kecs_cluster::kubeconfig::{rewrite, EntryNames};
 use support::*;
 
@@ -46,6 +46,16 @@ async fn start_sim(
     env: &[&str],
     network: Option<&str>,
 ) -> (Sim, Instant) {
+    start_sim_with_binds(name, cmd, env, network, &[]).await
+}
+
+async fn start_sim_with_binds(
+    name: &str,
+    cmd: &[&str],
+    env: &[&str],
+    network: Option<&str>,
+    binds: &[String],
+) -> (Sim, Instant) {
     ensure_sim_image().await;
     let docker = docker().await;
     let mut ports = HashMap::new();
@@ -66,6 +76,7 @@ async fn start_sim(
             init: Some(true),
             port_bindings: Some(ports),
             network_mode: network.map(String::from),
+            binds: Some(binds.to_vec()),
             ..Default::default()
         }),
         ..Default::default()
@@ -130,6 +141,69 @@ impl Sim {
             &format!("https://127.0.0.1:{port}"),
         )
         .unwrap()
+    }
+
+    /// Stops the container (SIGTERM; the simulator exits at once).
+    async fn stop(&self) {
+        self.docker
+            .stop_container(
+                &self.name,
+                Some(StopContainerOptions {
+                    t: Some(5),
+                    ..Default::default()
+                }),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Starts the stopped container again; returns Docker's `State.StartedAt`.
+    async fn start(&self) -> String {
+        self.docker
+            .start_container(
+                &self.name,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .unwrap();
+        let info = self
+            .docker
+            .inspect_container(&self.name, None::<InspectContainerOptions>)
+            .await
+            .unwrap();
+        info.state.unwrap().started_at.unwrap()
+    }
+
+    /// Waits for a line logged by the run that started at `started_at`.
+    async fn wait_line_after(
+        &self,
+        line: &str,
+        started_at: &str,
+        limit: Duration,
+    ) -> Result<String, String> {
+        match tokio::time::timeout(
+            limit,
+            wait_for_log_line_after(&self.docker, &self.name, &[line], started_at),
+        )
+        .await
+        {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no {line:?} within {limit:?}")),
+        }
+    }
+
+    /// `docker exec` in the node: (exit status success, stdout).
+    fn exec(&self, cmd: &[&str]) -> (bool, String) {
+        let out = std::process::Command::new("docker")
+            .arg("exec")
+            .arg(&self.name)
+            .args(cmd)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     }
 
     async fn exit_code(&self) -> Option<i64> {
@@ -273,14 +347,27 @@ async fn server_is_ready_fast_and_serves_the_api() {
     let coredns = cms.get("coredns").await.unwrap();
     assert!(coredns.data.unwrap()["NodeHosts"].contains(&name));
 
-    // protobuf bodies are refused with 415, as the simulator speaks JSON only
+    // protobuf bodies: a valid one creates, a body without the envelope is a 400
+    let created: serde_json::Value = client
+        .request(
+            http::Request::post("/api/v1/namespaces")
+                .header("content-type", "application/vnd.kubernetes.protobuf")
+                .body(protobuf_object(
+                    "Namespace",
+                    &pb_bytes(1, &pb_bytes(1, b"from-protobuf")),
+                ))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created["metadata"]["name"], "from-protobuf");
     let req = http::Request::post("/api/v1/namespaces")
         .header("content-type", "application/vnd.kubernetes.protobuf")
         .body(vec![0u8, 1, 2])
         .unwrap();
     let err = client.request::<serde_json::Value>(req).await.unwrap_err();
     assert!(
-        matches!(err, kube::Error::Api(ref s) if s.code == 415),
+        matches!(err, kube::Error::Api(ref s) if s.code == 400),
         "{err:?}"
     );
 
@@ -487,4 +574,349 @@ async fn sigterm_stops_quickly() {
         )
         .await
         .unwrap();
+}
+
+/// A length-delimited protobuf field.
+fn pb_bytes(tag: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    pb_varint(&mut out, u64::from(tag << 3 | 2));
+    pb_varint(&mut out, payload.len() as u64);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// A varint protobuf field.
+fn pb_int(tag: u32, v: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    pb_varint(&mut out, u64::from(tag << 3));
+    pb_varint(&mut out, v);
+    out
+}
+
+fn pb_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Kubernetes' protobuf envelope: `k8s\0` + runtime.Unknown{typeMeta, raw}.
+fn protobuf_object(kind: &str, raw: &[u8]) -> Vec<u8> {
+    let type_meta = [pb_bytes(1, b"v1"), pb_bytes(2, kind.as_bytes())].concat();
+    [b"k8s\0".to_vec(), pb_bytes(1, &type_meta), pb_bytes(2, raw)].concat()
+}
+
+fn names() -> EntryNames {
+    EntryNames {
+        cluster: "sim".into(),
+        context: "sim".into(),
+        user: "sim".into(),
+    }
+}
+
+async fn published(sim: &Sim) -> u16 {
+    let info = sim
+        .docker
+        .inspect_container(&sim.name, None::<InspectContainerOptions>)
+        .await
+        .unwrap();
+    published_port(&info, "6443/tcp").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_ca_kubeconfig_and_objects() {
+    let name = format!("kecs-simtest-{}", unique_name("r"));
+    let (sim, _) = start_sim(&name, &["server"], &[OUT], None).await;
+    sim.wait_line(
+        "Cluster dns configmap has been set successfully",
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let before = read_file(&sim.docker, &name, "/output/kubeconfig.yaml")
+        .await
+        .unwrap();
+    let client = kube_client(&sim.host_kubeconfig().await).await;
+    let ns: Api<Namespace> = Api::all(client.clone());
+    let kept = ns
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "kept"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "kept");
+    let svc = svcs
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "web"},
+                "spec": {"type": "NodePort", "ports": [{"port": 80}]}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let rv_before: u64 = svc
+        .metadata
+        .resource_version
+        .clone()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    sim.stop().await;
+    let started = sim.start().await;
+    let restarted_lines = [
+        "Running kube-apiserver",
+        "k3s is up and running",
+        "Cluster dns configmap already exists",
+    ];
+    for line in restarted_lines {
+        sim.wait_line_after(line, &started, Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    let after = read_file(&sim.docker, &name, "/output/kubeconfig.yaml")
+        .await
+        .unwrap();
+    assert_eq!(
+        before, after,
+        "the same CA and client certificate after a restart"
+    );
+
+    // the kubeconfig read before the stop, pointed at the port Docker published now
+    let old = rewrite(
+        &String::from_utf8(before).unwrap(),
+        &names(),
+        &format!("https://127.0.0.1:{}", published(&sim).await),
+    )
+    .unwrap();
+    let client = kube_client(&old).await;
+    let ns: Api<Namespace> = Api::all(client.clone());
+    let again = ns.get("kept").await.unwrap();
+    assert_eq!(again.metadata.uid, kept.metadata.uid);
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "kept");
+    let svc_again = svcs.get("web").await.unwrap();
+    assert_eq!(svc_again.spec, svc.spec, "cluster IP and node port kept");
+    let nodes: Api<Node> = Api::all(client.clone());
+    let list = nodes.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(list.len(), 1);
+    assert!(ready(&list[0]));
+    let next = ns
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "next"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let rv_next: u64 = next.metadata.resource_version.unwrap().parse().unwrap();
+    assert!(
+        rv_next > rv_before,
+        "resourceVersions keep growing: {rv_next} > {rv_before}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_rejoins_after_restart() {
+    let tag = unique_name("a");
+    let net = format!("kecs-simtest-{tag}");
+    let docker = docker().await;
+    ensure_sim_image().await;
+    docker
+        .create_network(NetworkCreateRequest {
+            name: net.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let _net = Net(net.clone());
+    let server_name = format!("kecs-simtest-{tag}-server");
+    let url = format!("K3S_URL=https://{server_name}:6443");
+    let (server, _) = start_sim(&server_name, &["server"], &[OUT, "K3S_TOKEN=t"], Some(&net)).await;
+    let (agent, _) = start_sim(
+        &format!("{server_name}-agent"),
+        &["agent"],
+        &["K3S_TOKEN=t", &url],
+        Some(&net),
+    )
+    .await;
+    agent
+        .wait_line("Successfully registered node", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let client = kube_client(&server.host_kubeconfig().await).await;
+    let nodes: Api<Node> = Api::all(client);
+    let uid_before = nodes.get(&agent.name).await.unwrap().metadata.uid;
+
+    // the agent alone
+    agent.stop().await;
+    let started = agent.start().await;
+    agent
+        .wait_line_after(
+            "Successfully registered node",
+            &started,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+
+    // the whole cluster, in k3d's order: stop agents then servers, start servers first
+    agent.stop().await;
+    server.stop().await;
+    let server_started = server.start().await;
+    let agent_started = agent.start().await;
+    server
+        .wait_line_after(
+            "Cluster dns configmap already exists",
+            &server_started,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    agent
+        .wait_line_after(
+            "Successfully registered node",
+            &agent_started,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let nodes: Api<Node> = Api::all(kube_client(&server.host_kubeconfig().await).await);
+    let list = nodes.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(list.len(), 2);
+    assert!(list.iter().all(ready), "every node Ready again");
+    let agent_node = list
+        .iter()
+        .find(|n| n.metadata.name.as_deref() == Some(agent.name.as_str()))
+        .unwrap();
+    assert_eq!(agent_node.metadata.uid, uid_before, "the same Node object");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_file_applies_from_the_next_boot() {
+    let dir = TempDir::new("faults");
+    let name = format!("kecs-simtest-{}", unique_name("k"));
+    let (sim, _) = start_sim_with_binds(
+        &name,
+        &["server"],
+        &[OUT, "SIM_FAULTS_FILE=/faults/knobs"],
+        None,
+        &[format!("{}:/faults", dir.path().display())],
+    )
+    .await;
+    sim.wait_line("k3s is up and running", Duration::from_secs(5))
+        .await
+        .unwrap();
+    std::fs::write(
+        dir.path().join("knobs"),
+        "# fail the next boot\nSIM_EXIT_BEFORE_READY=3\nNOT_A_KNOB=ignored\n",
+    )
+    .unwrap();
+    sim.stop().await;
+    let started = sim.start().await;
+    let err = sim
+        .wait_line_after("k3s is up and running", &started, Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert!(err.contains("exit code 3"), "{err}");
+    assert_eq!(sim.exit_code().await, Some(3));
+
+    // the file gone, the node boots again with its state
+    std::fs::remove_file(dir.path().join("knobs")).unwrap();
+    let started = sim.start().await;
+    sim.wait_line_after(
+        "Cluster dns configmap already exists",
+        &started,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_ports_listen_on_every_node() {
+    let tag = unique_name("p");
+    let net = format!("kecs-simtest-{tag}");
+    let docker = docker().await;
+    ensure_sim_image().await;
+    docker
+        .create_network(NetworkCreateRequest {
+            name: net.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let _net = Net(net.clone());
+    let server_name = format!("kecs-simtest-{tag}-server");
+    let url = format!("K3S_URL=https://{server_name}:6443");
+    let (server, _) = start_sim(&server_name, &["server"], &[OUT, "K3S_TOKEN=t"], Some(&net)).await;
+    let (agent, _) = start_sim(
+        &format!("{server_name}-agent"),
+        &["agent"],
+        &["K3S_TOKEN=t", &url],
+        Some(&net),
+    )
+    .await;
+    agent
+        .wait_line("Successfully registered node", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let client = kube_client(&server.host_kubeconfig().await).await;
+
+    // JSON, no nodePort: one is allocated in 30000-32767
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
+    let web = svcs
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "web"},
+                "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"port": 80}]}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let port = web.spec.unwrap().ports.unwrap()[0].node_port.unwrap();
+    assert!((30000..=32767).contains(&port), "{port}");
+
+    // protobuf, with a chosen nodePort
+    let spec = [
+        pb_bytes(1, &[pb_int(3, 81), pb_int(5, 30123)].concat()),
+        pb_bytes(4, b"NodePort"),
+    ]
+    .concat();
+    let raw = [pb_bytes(1, &pb_bytes(1, b"alt")), pb_bytes(2, &spec)].concat();
+    let alt: serde_json::Value = client
+        .request(
+            http::Request::post("/api/v1/namespaces/default/services")
+                .header("content-type", "application/vnd.kubernetes.protobuf")
+                .body(protobuf_object("Service", &raw))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(alt["spec"]["ports"][0]["nodePort"], 30123);
+
+    for node in [&server, &agent] {
+        for p in [port, 30123] {
+            node.wait_line(
+                &format!("Listening on node port {p}"),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+            let (ok, body) = node.exec(&["wget", "-qO-", &format!("http://127.0.0.1:{p}/")]);
+            assert!(ok, "{} port {p}", node.name);
+            assert_eq!(body.trim(), node.name, "answered by the node itself");
+        }
+    }
+
+    svcs.delete("web", &DeleteParams::default()).await.unwrap();
+    for node in [&server, &agent] {
+        node.wait_line(&format!("Closed node port {port}"), Duration::from_secs(10))
+            .await
+            .unwrap();
+        let (ok, _) = node.exec(&["wget", "-qO-", &format!("http://127.0.0.1:{port}/")]);
+        assert!(!ok, "{} still answers on {port}", node.name);
+        let (ok, _) = node.exec(&["wget", "-qO-", "http://127.0.0.1:30123/"]);
+        assert!(ok, "{} lost the other service's port", node.name);
+    }
 }
