@@ -217,6 +217,20 @@ fn host_port(container: &str, port: &str) -> u16 {
         .unwrap_or_else(|| panic!("{container} publishes no {port}: {out:?}"))
 }
 
+/// The socket inode of the proxy's TCP listener on `port`, from the container's
+/// /proc/net/tcp: the same inode before and after a reload proves the listener
+/// was kept, not closed and reopened (a gap too short for a client loop to hit).
+fn listener_inode(container: &str, port: u16) -> String {
+    let table = docker(&["exec", container, "cat", "/proc/net/tcp"]);
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 9 && f[1].ends_with(&local) && f[3] == "0A")
+        .map(|f| f[9].to_string())
+        .unwrap_or_else(|| panic!("{container} has no TCP listener on {port}:\n{table}"))
+}
+
 /// One connection through the proxy: the name of the upstream that answered.
 fn ask(port: u16) -> Result<String, String> {
     let addr = (Ipv4Addr::LOCALHOST, port).into();
@@ -412,10 +426,16 @@ fn k3d_proxy_balances_fails_over_reloads_without_dropping_and_proxies_udp() {
         ("81.tcp", &[&b]),
         ("5353.udp", &[&b]),
     ]);
+    let inodes_before = (listener_inode(&lb, 80), listener_inode(&lb, 6443));
     let before_reload = attempts.load(Ordering::SeqCst);
     put_values(&lb, &reloaded, &scratch.0);
     wait_log(&lb, READY, 2, Duration::from_secs(10));
     let at_ready = attempts.load(Ordering::SeqCst);
+    assert_eq!(
+        (listener_inode(&lb, 80), listener_inode(&lb, 6443)),
+        inodes_before,
+        "the listeners of kept ports were reopened by the reload"
+    );
     // Keep going for 100 more connections after the reload.
     stop_at.store(at_ready + 100, Ordering::SeqCst);
     let failed = client.join().unwrap();
