@@ -988,17 +988,23 @@ fn allocate_cluster_ip(used: &BTreeSet<String>) -> String {
 }
 
 fn node_object(n: &NodeRecord, rv: u64, ready: bool) -> Value {
+    // k3s labels its nodes a little differently from kubeadm (kind)
+    let k3s = version().contains("k3s");
     let mut labels = json!({
         "beta.kubernetes.io/arch": "amd64",
         "beta.kubernetes.io/os": "linux",
         "kubernetes.io/arch": "amd64",
         "kubernetes.io/hostname": n.name,
         "kubernetes.io/os": "linux",
-        "node.kubernetes.io/instance-type": "k3s",
     });
+    if k3s {
+        labels["node.kubernetes.io/instance-type"] = json!("k3s");
+    }
     if n.control_plane {
-        labels["node-role.kubernetes.io/control-plane"] = json!("true");
-        labels["node-role.kubernetes.io/master"] = json!("true");
+        labels["node-role.kubernetes.io/control-plane"] = json!(if k3s { "true" } else { "" });
+        if k3s {
+            labels["node-role.kubernetes.io/master"] = json!("true");
+        }
     }
     for (k, v) in &n.labels {
         labels[k] = json!(v);
@@ -1033,7 +1039,7 @@ fn node_object(n: &NodeRecord, rv: u64, ready: bool) -> Value {
             ],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
             "nodeInfo": {
-                "architecture": "amd64", "bootID": n.uid, "containerRuntimeVersion": "containerd://1.7.23-k3s2",
+                "architecture": "amd64", "bootID": n.uid, "containerRuntimeVersion": if k3s { "containerd://1.7.23-k3s2" } else { "containerd://1.7.24" },
                 "kernelVersion": "sim", "kubeProxyVersion": version(), "kubeletVersion": version(),
                 "machineID": "", "operatingSystem": "linux", "osImage": "kecs node simulator", "systemUUID": n.uid
             }
