@@ -316,6 +316,7 @@ fn assert_stops_promptly(container: &str) {
     docker(&["stop", "-t", "10", container]);
     let took = started.elapsed();
     assert!(took < Duration::from_secs(5), "docker stop took {took:?}");
+    eprintln!("docker stop {container}: {took:?}");
 }
 
 #[test]
@@ -402,7 +403,7 @@ fn k3d_proxy_balances_fails_over_reloads_without_dropping_and_proxies_udp() {
         let (attempts, stop_at) = (attempts.clone(), stop_at.clone());
         std::thread::spawn(move || {
             let mut failed = Vec::new();
-            for i in 0..20_000 {
+            for i in 0..200_000 {
                 if i >= stop_at.load(Ordering::SeqCst) {
                     break;
                 }
@@ -428,8 +429,10 @@ fn k3d_proxy_balances_fails_over_reloads_without_dropping_and_proxies_udp() {
     ]);
     let inodes_before = (listener_inode(&lb, 80), listener_inode(&lb, 6443));
     let before_reload = attempts.load(Ordering::SeqCst);
+    let reload_started = Instant::now();
     put_values(&lb, &reloaded, &scratch.0);
     wait_log(&lb, READY, 2, Duration::from_secs(10));
+    let reload_took = reload_started.elapsed();
     let at_ready = attempts.load(Ordering::SeqCst);
     assert_eq!(
         (listener_inode(&lb, 80), listener_inode(&lb, 6443)),
@@ -449,9 +452,13 @@ fn k3d_proxy_balances_fails_over_reloads_without_dropping_and_proxies_udp() {
         at_ready > before_reload,
         "no connection ran while the reload happened ({before_reload} before, {at_ready} at ready)"
     );
-    assert_eq!(total, at_ready + 100, "the client loop ended early");
+    // The client may be past the mark already when it is set (it never waits).
+    assert!(
+        total >= at_ready + 100,
+        "the client loop ended early at {total}"
+    );
     eprintln!(
-        "reload under load: {total} connections on port 80, {} while the reload was applied, none failed",
+        "reload under load: values.yaml PUT to ready line {reload_took:?}; {total} connections on port 80, {} while the reload was applied, none failed",
         at_ready - before_reload
     );
     assert_eq!(ask_many(extra, 2), [b.clone(), b.clone()]);
@@ -496,26 +503,44 @@ fn k3d_proxy_logs_host_not_found_and_keeps_serving_the_others() {
         &scratch.0,
     );
     let api = host_port(&lb, "6443/tcp");
-    // A node name Docker's DNS does not know (a container that does not exist).
+    // Two node names Docker's DNS does not know (containers that do not exist):
+    // `ghost` never will; `late` is started after the reload.
     let ghost = format!("{}-ghost", t.network);
+    let late = format!("{}-late", t.network);
     put_values(
         &lb,
-        &values_yaml(&[("6443.tcp", &[&a, &ghost])]),
+        &values_yaml(&[("6443.tcp", &[&a, &ghost, &late])]),
         &scratch.0,
     );
     wait_log(
         &lb,
         "host not found in upstream",
-        1,
+        2,
         Duration::from_secs(15),
     );
-    // Every connection, including the ones whose turn is the ghost, reaches `a`.
-    assert!(ask_many(api, 6).iter().all(|s| *s == a));
     let state = docker(&["inspect", "-f", "{{.State.Running}}", &lb]);
     assert_eq!(
         state, "true",
         "the proxy must survive an unresolvable upstream"
     );
+    // Names are resolved at connect time: `late` gets its turns as soon as it
+    // exists, with no reload; the ghost's turns fail over. Every connection is answered.
+    assert_eq!(t.upstream("late", &["6443"]), late);
+    let seen = ask_many(api, 6);
+    assert!(seen.iter().all(|s| *s == a || *s == late), "{seen:?}");
+    assert!(seen.contains(&a) && seen.contains(&late), "{seen:?}");
+    // No ready line for a config with an unresolvable name (k3d then reports
+    // the node as down): only the first start's.
+    let log = docker(&["logs", &lb]);
+    let all = log
+        + &String::from_utf8_lossy(
+            &Command::new("docker")
+                .args(["logs", &lb])
+                .output()
+                .unwrap()
+                .stderr,
+        );
+    assert_eq!(all.matches(READY).count(), 1, "{all}");
 }
 
 /// kind's bootstrap command (kind-contract §1e): envoy bootstrap via `echo -en`,
