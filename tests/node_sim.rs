@@ -56,6 +56,19 @@ async fn start_sim_with_binds(
     network: Option<&str>,
     binds: &[String],
 ) -> (Sim, Instant) {
+    start_image(SIM_IMAGE, None, name, cmd, env, network, binds).await
+}
+
+/// A container of a simulator image, `entrypoint` overriding the image's.
+async fn start_image(
+    image: &str,
+    entrypoint: Option<&[&str]>,
+    name: &str,
+    cmd: &[&str],
+    env: &[&str],
+    network: Option<&str>,
+    binds: &[String],
+) -> (Sim, Instant) {
     ensure_sim_image().await;
     let docker = docker().await;
     let mut ports = HashMap::new();
@@ -67,7 +80,8 @@ async fn start_sim_with_binds(
         }]),
     );
     let body = ContainerCreateBody {
-        image: Some(SIM_IMAGE.into()),
+        image: Some(image.into()),
+        entrypoint: entrypoint.map(|e| e.iter().map(|s| s.to_string()).collect()),
         hostname: Some(name.into()),
         cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
         env: Some(env.iter().map(|s| s.to_string()).collect()),
@@ -194,6 +208,12 @@ impl Sim {
 
     /// `docker exec` in the node: (exit status success, stdout).
     fn exec(&self, cmd: &[&str]) -> (bool, String) {
+        let (ok, out, _) = self.exec_full(cmd);
+        (ok, out)
+    }
+
+    /// `docker exec` in the node: (exit status success, stdout, stderr).
+    fn exec_full(&self, cmd: &[&str]) -> (bool, String, String) {
         let out = std::process::Command::new("docker")
             .arg("exec")
             .arg(&self.name)
@@ -203,7 +223,28 @@ impl Sim {
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
         )
+    }
+
+    /// Writes a file in the node (parent directories made).
+    fn write_file(&self, path: &str, content: &str) {
+        use std::io::Write;
+        let mut child = std::process::Command::new("docker")
+            .args(["exec", "-i", &self.name, "sh", "-c"])
+            .arg(format!(
+                "mkdir -p \"$(dirname '{path}')\" && cat > '{path}'"
+            ))
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(content.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "writing {path}");
     }
 
     async fn exit_code(&self) -> Option<i64> {
@@ -919,4 +960,130 @@ async fn node_ports_listen_on_every_node() {
         let (ok, _) = node.exec(&["wget", "-qO-", "http://127.0.0.1:30123/"]);
         assert!(ok, "{} lost the other service's port", node.name);
     }
+}
+
+/// A registry stand-in on `net`: busybox httpd serving `manifests` (repo path,
+/// tag) under `/v2/`, each with a small OCI manifest, plus `/v2/ok`.
+async fn start_registry(name: &str, net: &str, manifests: &[(&str, &str)]) -> Sim {
+    let mut script = String::from("mkdir -p /www/v2 && echo ok > /www/v2/ok");
+    for (repo, tag) in manifests {
+        script.push_str(&format!(
+            " && mkdir -p /www/v2/{repo}/manifests && echo '{{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\"}}' > /www/v2/{repo}/manifests/{tag}"
+        ));
+    }
+    script.push_str(" && exec httpd -f -p 5000 -h /www");
+    let (sim, _) = start_image(
+        SIM_IMAGE,
+        Some(&["/bin/sh", "-c"]),
+        name,
+        &[&script],
+        &[],
+        Some(net),
+        &[],
+    )
+    .await;
+    sim
+}
+
+/// Waits in `node` until `url` answers (the registry's httpd is up).
+fn wait_http(node: &Sim, url: &str) {
+    let (ok, _, err) = node.exec_full(&[
+        "timeout",
+        "10",
+        "sh",
+        "-c",
+        &format!("until wget -qO /dev/null {url}; do :; done"),
+    ]);
+    assert!(ok, "{url} never answered from {}: {err}", node.name);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crictl_pull_follows_mirrors_then_the_default_endpoint() {
+    let tag = unique_name("c");
+    let net = format!("kecs-simtest-{tag}");
+    let docker = docker().await;
+    ensure_sim_image().await;
+    docker
+        .create_network(NetworkCreateRequest {
+            name: net.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let _net = Net(net.clone());
+    let reg = format!("kecs-simtest-{tag}-reg");
+    let empty = format!("kecs-simtest-{tag}-empty");
+    let _reg = start_registry(&reg, &net, &[("team/app", "v1")]).await;
+    let _empty = start_registry(&empty, &net, &[]).await;
+
+    // k3s: /etc/rancher/k3s/registries.yaml, mirrors in order, then https://<host>
+    let (node, _) = start_sim(
+        &format!("kecs-simtest-{tag}-server"),
+        &["server"],
+        &[OUT],
+        Some(&net),
+    )
+    .await;
+    node.wait_line("k3s is up and running", Duration::from_secs(5))
+        .await
+        .unwrap();
+    wait_http(&node, &format!("http://{reg}:5000/v2/ok"));
+    wait_http(&node, &format!("http://{empty}:5000/v2/ok"));
+    node.write_file(
+        "/etc/rancher/k3s/registries.yaml",
+        &format!(
+            "mirrors:\n  \"{reg}:5000\":\n    endpoint:\n      - \"http://{empty}:5000\"\n      - \"http://{reg}:5000\"\n"
+        ),
+    );
+    let (ok, out, err) = node.exec_full(&["crictl", "pull", &format!("{reg}:5000/team/app:v1")]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!("from http://{reg}:5000 (mirror"))
+            && out.contains("application/vnd.oci.image.manifest.v1+json")
+            && out.contains("sha256:"),
+        "{out}"
+    );
+    let (ok, _, err) = node.exec_full(&[
+        "k3s",
+        "crictl",
+        "pull",
+        &format!("{reg}:5000/team/missing:v1"),
+    ]);
+    assert!(!ok, "a missing image fails");
+    for tried in [
+        format!("http://{empty}:5000/v2/team/missing/manifests/v1: HTTP 404"),
+        format!("http://{reg}:5000/v2/team/missing/manifests/v1: HTTP 404"),
+        format!("https://{reg}:5000/v2/team/missing/manifests/v1: "),
+    ] {
+        assert!(err.contains(&tried), "{tried:?} not in {err}");
+    }
+
+    // kind: containerd's /etc/containerd/certs.d/<host>/hosts.toml, hosts then server
+    let (kind_node, _) = start_image(
+        SIM_KIND_IMAGE,
+        None,
+        &format!("kecs-simtest-{tag}-worker"),
+        &[],
+        &[],
+        Some(&net),
+        &[],
+    )
+    .await;
+    kind_node
+        .wait_line("Reached target multi-user.target", Duration::from_secs(5))
+        .await
+        .unwrap();
+    kind_node.write_file(
+        &format!("/etc/containerd/certs.d/{reg}:5000/hosts.toml"),
+        &format!(
+            "server = \"http://{reg}:5000\"\n\n[host.\"http://{empty}:5000\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+        ),
+    );
+    let (ok, out, err) =
+        kind_node.exec_full(&["crictl", "pull", &format!("{reg}:5000/team/app:v1")]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!("from http://{reg}:5000 (server")),
+        "{out}"
+    );
 }

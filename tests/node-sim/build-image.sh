@@ -36,6 +36,7 @@ COPY busybox /bin/busybox
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
 RUN ["/bin/mkdir", "-p", "/tmp", "/output", "/etc/rancher/k3s", "/var/lib/rancher/k3s"]
 COPY k3s /bin/k3s
+RUN ["/bin/ln", "-s", "/bin/k3s", "/bin/crictl"]
 LABEL org.opencontainers.image.title="kecs node simulator (k3s)" \
       org.opencontainers.image.description="Test stand-in for a k3s node; not k3s"
 ENV PATH=/bin
@@ -50,6 +51,8 @@ RUN ["/bin/mkdir", "-p", "/tmp", "/run", "/kind/manifests", "/etc/kubernetes", "
 COPY k3s /usr/local/bin/kecs-node-sim
 RUN ["/bin/ln", "-s", "/usr/local/bin/kecs-node-sim", "/bin/kubeadm"]
 RUN ["/bin/ln", "-s", "/usr/local/bin/kecs-node-sim", "/bin/kubectl"]
+RUN ["/bin/ln", "-s", "/usr/local/bin/kecs-node-sim", "/usr/local/bin/crictl"]
+RUN ["/bin/mkdir", "-p", "/etc/containerd/certs.d"]
 COPY version /kind/version
 COPY default-cni.yaml default-storage.yaml /kind/manifests/
 LABEL org.opencontainers.image.title="kecs node simulator (kind node)" \

@@ -18,7 +18,7 @@ use crate::state::NodeRecord;
 /// The token authenticates both sides in this simulation (k3s pins the CA hash
 /// carried in the token instead); the server certificate is not checked.
 #[derive(Debug)]
-struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+pub struct AcceptAny(pub Arc<rustls::crypto::CryptoProvider>);
 
 impl ServerCertVerifier for AcceptAny {
     fn verify_server_cert(

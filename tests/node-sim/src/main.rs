@@ -8,6 +8,9 @@
 //! nodes, namespaces, config maps and services (`api.rs`), agents joining by name,
 //! and a listener on every node for each Service node port (`nodeports.rs`).
 //!
+//! As `crictl` (or `k3s crictl`), `crictl pull IMAGE` resolves the image through
+//! the node's registry configuration and fetches its manifest (`crictl.rs`).
+//!
 //! State survives a container restart, as k3s's does: the CA, the admin client
 //! certificate and the token under `/var/lib/rancher/k3s/server/{tls,token}`, the
 //! API objects and nodes in `/var/lib/rancher/k3s/server/db/state.json` (kind
@@ -29,6 +32,7 @@
 
 mod api;
 mod args;
+mod crictl;
 mod join;
 mod kind;
 mod kubeadm_conf;
@@ -63,7 +67,12 @@ fn main() {
     match argv0.rsplit('/').next().unwrap_or("") {
         "kubeadm" => std::process::exit(runtime().block_on(kind::kubeadm(&argv))),
         "kubectl" => std::process::exit(kind::kubectl(&argv)),
+        "crictl" => std::process::exit(runtime().block_on(crictl::main(&argv))),
         _ => {}
+    }
+    // `k3s crictl …`, as k3s's own multi-call binary takes it
+    if argv.first().map(String::as_str) == Some("crictl") {
+        std::process::exit(runtime().block_on(crictl::main(&argv[1..])));
     }
     if argv.first().map(String::as_str) == Some("kind-node") {
         std::process::exit(runtime().block_on(run_kind_node()));
