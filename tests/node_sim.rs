@@ -1087,3 +1087,62 @@ async fn crictl_pull_follows_mirrors_then_the_default_endpoint() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joined_server_serves_the_same_cluster() {
+    let tag = unique_name("h");
+    let net = format!("kecs-simtest-{tag}");
+    let docker = docker().await;
+    ensure_sim_image().await;
+    docker
+        .create_network(NetworkCreateRequest {
+            name: net.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let _net = Net(net.clone());
+    let first = format!("kecs-simtest-{tag}-server-0");
+    let (init, _) = start_sim(
+        &first,
+        &["server", "--cluster-init"],
+        &[OUT, "K3S_TOKEN=t"],
+        Some(&net),
+    )
+    .await;
+    let (joined, _) = start_sim(
+        &format!("kecs-simtest-{tag}-server-1"),
+        &["server", "--server", &format!("https://{first}:6443")],
+        &[OUT, "K3S_TOKEN=t"],
+        Some(&net),
+    )
+    .await;
+    for s in [&init, &joined] {
+        s.wait_line("k3s is up and running", Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    let via_init = kube_client(&init.host_kubeconfig().await).await;
+    let via_joined = kube_client(&joined.host_kubeconfig().await).await;
+    let ns: Api<Namespace> = Api::all(via_joined.clone());
+    ns.create(
+        &PostParams::default(),
+        &serde_json::from_value(serde_json::json!({"metadata": {"name": "made-on-1"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    Api::<Namespace>::all(via_init.clone())
+        .get("made-on-1")
+        .await
+        .unwrap();
+    let nodes: Api<Node> = Api::all(via_joined);
+    let names: Vec<String> = nodes
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}

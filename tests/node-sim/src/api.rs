@@ -27,6 +27,16 @@ pub struct Server {
     pub advertise: String,
     /// this server's own node: always Ready while it answers
     pub node_name: String,
+    /// a server that joined another: the cluster's datastore is there, so API
+    /// requests are forwarded to it (k3s servers share one etcd)
+    pub upstream: Option<Upstream>,
+}
+
+/// The server a joined server forwards to, and the client certificate it uses.
+pub struct Upstream {
+    pub url: String,
+    pub cert_pem: String,
+    pub key_pem: String,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -178,6 +188,19 @@ fn error_status(e: &ApiError) -> (StatusCode, Value) {
             StatusCode::BAD_REQUEST,
             status(StatusCode::BAD_REQUEST, "BadRequest", m, None),
         ),
+        ApiError::Forbidden {
+            resource,
+            name,
+            message,
+        } => (
+            StatusCode::FORBIDDEN,
+            status(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                message,
+                Some(json!({"name": name, "kind": resource})),
+            ),
+        ),
         ApiError::MethodNotAllowed(m) => (
             StatusCode::METHOD_NOT_ALLOWED,
             status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", m, None),
@@ -250,6 +273,7 @@ fn percent_decode(s: &str) -> String {
 struct Req {
     method: Method,
     path: String,
+    raw_query: String,
     query: Vec<(String, String)>,
     accept: String,
     content_type: String,
@@ -279,7 +303,8 @@ impl Req {
 async fn handle(server: &Server, authenticated: bool, req: Request<Incoming>) -> Resp {
     let method = req.method().clone();
     let path = req.uri().path().trim_end_matches('/').to_string();
-    let query = query_params(req.uri().query().unwrap_or(""));
+    let raw_query = req.uri().query().unwrap_or("").to_string();
+    let query = query_params(&raw_query);
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -307,12 +332,30 @@ async fn handle(server: &Server, authenticated: bool, req: Request<Incoming>) ->
     let r = Req {
         method,
         path,
+        raw_query,
         query,
         accept,
         content_type,
         body,
     };
 
+    let health = matches!(r.path.as_str(), "/readyz" | "/livez" | "/healthz");
+    if let Some(up) = &server.upstream {
+        if !authenticated && !r.path.starts_with("/v1-k3s-sim/") {
+            return respond(
+                StatusCode::UNAUTHORIZED,
+                status(
+                    StatusCode::UNAUTHORIZED,
+                    "Unauthorized",
+                    "Unauthorized",
+                    None,
+                ),
+            );
+        }
+        if !health {
+            return forward(up, &r, &token).await;
+        }
+    }
     if r.path.starts_with("/v1-k3s-sim/") {
         if token != server.state.token {
             return respond(
@@ -622,6 +665,57 @@ fn validate(r: &Req, kind: &str, body: &Value) -> Result<(), ApiError> {
             )))
         }
         _ => Ok(()),
+    }
+}
+
+/// Passes a request on to the upstream server and its answer back.
+async fn forward(up: &Upstream, r: &Req, token: &str) -> Resp {
+    let target = if r.raw_query.is_empty() {
+        r.path.clone()
+    } else {
+        format!("{}?{}", r.path, r.raw_query)
+    };
+    let mut headers = vec![("Accept", r.accept.as_str())];
+    if !r.content_type.is_empty() {
+        headers.push(("Content-Type", r.content_type.as_str()));
+    }
+    if !token.is_empty() {
+        headers.push(("X-K3s-Sim-Token", token));
+    }
+    let result = crate::join::https(
+        &up.url,
+        r.method.as_str(),
+        &target,
+        &headers,
+        &r.body,
+        Some((&up.cert_pem, &up.key_pem)),
+        Duration::from_secs(30),
+    )
+    .await;
+    match result {
+        Ok((code, resp_headers, body)) => {
+            let ct = resp_headers
+                .iter()
+                .find(|(k, _)| k == "content-type")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| "application/json".into());
+            Response::builder()
+                .status(StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY))
+                .header("content-type", ct)
+                .body(Full::new(Bytes::from(body)))
+                .expect("static response parts")
+        }
+        Err(crate::join::JoinError::Unreachable(e) | crate::join::JoinError::Rejected(e)) => {
+            respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                status(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    &format!("the cluster datastore at {} is unavailable: {e}", up.url),
+                    None,
+                ),
+            )
+        }
     }
 }
 

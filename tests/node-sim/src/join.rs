@@ -67,25 +67,45 @@ pub fn parse_url(url: &str) -> Option<(String, u16)> {
     }
 }
 
-/// One HTTPS request to a server's join API, authenticated by the token:
-/// (status code, body).
-pub async fn request(
+/// A client certificate and key (PEM) to present.
+pub type ClientCert<'a> = (&'a str, &'a str);
+
+/// What came back: status code, headers, body.
+pub type HttpResponse = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// One HTTPS request to another node of the cluster (the server certificate is
+/// not checked, see `AcceptAny`), optionally with a client certificate.
+pub async fn https(
     url: &str,
-    token: &str,
     method: &str,
     path: &str,
+    headers: &[(&str, &str)],
     body: &[u8],
+    client: Option<ClientCert<'_>>,
     limit: Duration,
-) -> Result<(u16, String), JoinError> {
+) -> Result<HttpResponse, JoinError> {
     let (host, port) =
         parse_url(url).ok_or_else(|| JoinError::Rejected(format!("invalid server URL {url:?}")))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| JoinError::Rejected(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)));
+    let cfg = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let certs = rustls_pemfile::certs(&mut cert.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| JoinError::Rejected(e.to_string()))?;
+            let key = rustls_pemfile::private_key(&mut key.as_bytes())
+                .map_err(|e| JoinError::Rejected(e.to_string()))?
+                .ok_or_else(|| JoinError::Rejected("no client key".into()))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| JoinError::Rejected(e.to_string()))?
+        }
+    };
     let tcp = tokio::time::timeout(
         Duration::from_secs(3),
         TcpStream::connect((host.as_str(), port)),
@@ -99,10 +119,14 @@ pub async fn request(
         .connect(name, tcp)
         .await
         .map_err(|e| JoinError::Unreachable(format!("TLS handshake with {host}:{port}: {e}")))?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\nX-K3s-Sim-Token: {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
-    );
+    ));
     let io = async {
         tls.write_all(head.as_bytes()).await?;
         tls.write_all(body).await?;
@@ -115,18 +139,39 @@ pub async fn request(
         .await
         .map_err(|_| JoinError::Unreachable(format!("{method} {path} timed out")))?
         .map_err(|e| JoinError::Unreachable(e.to_string()))?;
-    let resp = String::from_utf8_lossy(&resp);
-    let code: u16 = resp
-        .split_whitespace()
-        .nth(1)
+    let split = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| JoinError::Unreachable("malformed HTTP response".into()))?;
+    let head = String::from_utf8_lossy(&resp[..split]);
+    let mut lines = head.lines();
+    let code: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or("")
-        .to_string();
-    Ok((code, body))
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok((code, headers, resp[split + 4..].to_vec()))
+}
+
+/// One request to a server's join API, authenticated by the token: (status code, body).
+pub async fn request(
+    url: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    limit: Duration,
+) -> Result<(u16, String), JoinError> {
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("X-K3s-Sim-Token", token),
+    ];
+    let (code, _, body) = https(url, method, path, &headers, body, None, limit).await?;
+    Ok((code, String::from_utf8_lossy(&body).into_owned()))
 }
 
 async fn register_once(url: &str, token: &str, node: &NodeRecord) -> Result<CaPem, JoinError> {

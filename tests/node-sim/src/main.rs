@@ -6,7 +6,9 @@
 //! argv and env, its log lines, a kubeconfig written where `K3S_KUBECONFIG_OUTPUT`
 //! says, a TLS Kubernetes API on 6443 that stock kubectl and kube-rs can use for
 //! nodes, namespaces, config maps and services (`api.rs`), agents joining by name,
-//! and a listener on every node for each Service node port (`nodeports.rs`).
+//! and a listener on every node for each Service node port (`nodeports.rs`). A
+//! server that joins another (`--server`) forwards API requests to it: one
+//! cluster state behind every server, as k3s servers share one datastore.
 //!
 //! As `crictl` (or `k3s crictl`), `crictl pull IMAGE` resolves the image through
 //! the node's registry configuration and fetches its manifest (`crictl.rs`).
@@ -384,6 +386,11 @@ async fn run_server(
         ca: pki.ca.clone(),
         advertise: format!("{}:{}", me.ip, args.https_port),
         node_name: me.name.clone(),
+        upstream: server_url.as_ref().map(|url| api::Upstream {
+            url: url.clone(),
+            cert_pem: pki.admin_cert_pem.clone(),
+            key_pem: pki.admin_key_pem.clone(),
+        }),
     });
     tokio::spawn(api::serve(listener, tls, server));
     logfmt::info(&format!(

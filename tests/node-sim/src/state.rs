@@ -116,6 +116,11 @@ pub enum ApiError {
     },
     BadRequest(String),
     MethodNotAllowed(String),
+    Forbidden {
+        resource: String,
+        name: String,
+        message: String,
+    },
 }
 
 /// `(resource, namespace, name)`; namespace is empty for cluster-scoped objects.
@@ -625,6 +630,16 @@ impl State {
                 }
             }
         }
+        if old["immutable"] == json!(true)
+            && (old.get("data") != obj.get("data")
+                || old.get("binaryData") != obj.get("binaryData"))
+        {
+            return Err(invalid(
+                kind,
+                name,
+                "data: Forbidden: field is immutable when `immutable` is set",
+            ));
+        }
         match resource {
             "namespaces" => default_namespace(&mut obj, name),
             "services" => default_service(&mut obj, &inner, Some(&old))
@@ -671,6 +686,15 @@ impl State {
             };
             self.save(&inner);
             return Ok(node_object(&node, rv, false));
+        }
+        if resource == "namespaces" && ["default", "kube-system", "kube-public"].contains(&name) {
+            return Err(ApiError::Forbidden {
+                resource: resource.into(),
+                name: name.into(),
+                message: format!(
+                    "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+                ),
+            });
         }
         let Some(mut obj) = inner
             .objects
@@ -1151,6 +1175,33 @@ mod tests {
         assert_eq!(after["spec"]["ports"][0]["nodePort"].as_u64(), Some(p));
         s.delete("services", "default", "a").unwrap();
         assert_eq!(s.ports().borrow().1, vec![p as u16]);
+    }
+
+    #[test]
+    fn protected_namespaces_and_immutable_config_maps() {
+        let (s, _) = State::open("t".into(), "ca".into(), None);
+        assert!(matches!(
+            s.delete("namespaces", "", "kube-system"),
+            Err(ApiError::Forbidden { .. })
+        ));
+        let cm = s
+            .create(
+                "configmaps",
+                "default",
+                &json!({"metadata": {"name": "frozen"}, "data": {"a": "1"}, "immutable": true}),
+            )
+            .unwrap();
+        let mut changed = cm.clone();
+        changed["data"]["a"] = json!("2");
+        assert!(matches!(
+            s.replace("configmaps", "default", "frozen", &changed),
+            Err(ApiError::Invalid { .. })
+        ));
+        let mut labelled = cm.clone();
+        labelled["metadata"]["labels"] = json!({"ok": "yes"});
+        assert!(s
+            .replace("configmaps", "default", "frozen", &labelled)
+            .is_ok());
     }
 
     #[test]
