@@ -7,7 +7,7 @@
 # symbols name the frames valgrind.supp matches): no definite leaks, no invalid
 # accesses.
 # Needs: cargo build --release (done by the caller), gcc, pkg-config, patchelf,
-# docker, the simulator image.
+# docker, the simulator images (node and load balancer).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 work="$(mktemp -d)"
@@ -21,6 +21,10 @@ cleanup() {
   done
 }
 trap cleanup EXIT
+# the load balancer's stand-in: the default upstream image is never pulled here
+export KECS_LB_IMAGE="${KECS_SIM_LB_IMAGE:-kecs-sim/k3d-proxy:test}"
+docker image inspect "$KECS_LB_IMAGE" >/dev/null 2>&1 \
+  || { echo "the load-balancer stand-in $KECS_LB_IMAGE is missing: run tests/lb-sim/build-image.sh first" >&2; exit 1; }
 
 "$root/scripts/install.sh" --no-build --prefix "$work/prefix" >/dev/null
 export PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig"

@@ -12,7 +12,8 @@
 #      ErrCgoRequired; the stub declares the cgo build's exported API.
 # Prints the sizes (the BENCHMARKS.md "Distribution sizes" table) at the end.
 # Needs: cargo build --release (done by the caller), docker, gcc, Go >= 1.21,
-# patchelf, pkg-config, the simulator image (tests/node-sim/build-image.sh).
+# patchelf, pkg-config, the simulator images (tests/node-sim/build-image.sh,
+# tests/lb-sim/build-image.sh).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 [ -d /usr/lib/go-1.23/bin ] && export PATH="/usr/lib/go-1.23/bin:$PATH"
@@ -40,8 +41,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# both images must be local: a missing image would make the engine try a registry
+lb_image="${KECS_SIM_LB_IMAGE:-kecs-sim/k3d-proxy:test}"
 docker image inspect "$sim_image" >/dev/null 2>&1 \
   || fail "the simulator image $sim_image is missing: run tests/node-sim/build-image.sh first"
+docker image inspect "$lb_image" >/dev/null 2>&1 \
+  || fail "the load-balancer stand-in $lb_image is missing: run tests/lb-sim/build-image.sh first"
 
 step "C install into a temporary prefix"
 prefix="$work/prefix"
@@ -112,7 +117,7 @@ case "${DOCKER_HOST:-}" in unix://*) sock="${DOCKER_HOST#unix://}" ;; esac
 # guards against a stuck client, and cleanup removes whatever is left
 rc=0
 timeout 300 docker run --name "$container" --network "$net" -v "$sock:/var/run/docker.sock" \
-  -e KECS_CONTAINER_MODE=true -e KECS_PRIVILEGED=false -e "KECS_K3S_IMAGE=$sim_image" \
+  -e KECS_CONTAINER_MODE=true -e KECS_PRIVILEGED=false -e "KECS_K3S_IMAGE=$sim_image" -e "KECS_LB_IMAGE=$lb_image" \
   "$image" "$cluster" >"$work/lifecycle.out" 2>&1 || rc=$?
 cat "$work/lifecycle.out"
 [ "$rc" = 0 ] || fail "the static program exited with $rc in the empty image"
