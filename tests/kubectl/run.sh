@@ -181,6 +181,18 @@ service/web created" ] || fail "create -f: $out"
   [ "$(k get svc web -n "$ns" -o jsonpath='{.spec.ports[0].nodePort}')" = "$port" ] || fail "apply kept the node port"
   ok "$provider: apply -f over objects made by create (node port kept)"
 
+  # label, the three patch types, replace
+  [ "$(k label namespace "$ns" extra=yes)" = "namespace/$ns labeled" ] || fail "label"
+  contains "$(k get ns "$ns" --show-labels)" "extra=yes,kubernetes.io/metadata.name=$ns,team=kecs" "labels"
+  [ "$(k patch cm settings -n "$ns" --type=json -p '[{"op":"add","path":"/data/x","value":"1"}]')" = "configmap/settings patched" ] || fail "json patch"
+  [ "$(k patch cm settings -n "$ns" --type=merge -p '{"data":{"size":null}}')" = "configmap/settings patched" ] || fail "merge patch"
+  [ "$(k patch svc web -n "$ns" -p '{"spec":{"ports":[{"port":80,"name":"web"}]}}')" = "service/web patched" ] || fail "strategic patch"
+  [ "$(k get cm settings -n "$ns" -o jsonpath='{.data}')" = '{"color":"blue","x":"1"}' ] || fail "patched data"
+  [ "$(k get svc web -n "$ns" -o jsonpath='{.spec.ports[0].name} {.spec.ports[0].nodePort}')" = "web $port" ] || fail "strategic patch merged the port by its key"
+  k get cm settings -n "$ns" -o yaml >"$work/settings.yaml"
+  [ "$(k replace -f "$work/settings.yaml")" = "configmap/settings replaced" ] || fail "replace"
+  ok "$provider: label, patch (json, merge, strategic), replace"
+
   # imperative create/delete (kubectl sends these as protobuf)
   local tmpns="tmp$$"
   out="$(k create namespace "$tmpns" -v=8 2>"$work/v8.log")"
