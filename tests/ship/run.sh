@@ -25,7 +25,7 @@ fail() { echo "ship: FAIL: $*" >&2; exit 1; }
 
 work="$(mktemp -d /tmp/kecs-ship.XXXXXX)"
 tag="$$"
-image="kecs-ship/static-lifecycle:test-$tag"
+image="kecs-sim/ship-lifecycle:test-$tag" # a local import, never a registry name
 net="kecs-ship-$tag"
 container="kecs-ship-$tag"
 cluster="ship-$tag"
