@@ -49,7 +49,7 @@
 #define KECS_VERSION_MINOR 1
 #define KECS_VERSION_PATCH 0
 /** ABI version; compare with kecs_abi_version() at run time. */
-#define KECS_ABI_VERSION 1
+#define KECS_ABI_VERSION 2
 
 /** A cluster manager (opaque). Create with kecs_manager_new, free with kecs_manager_free. */
 typedef struct kecs_manager kecs_manager_t;
@@ -181,6 +181,49 @@ kecs_status_t kecs_cluster_wait_ready(const kecs_manager_t *m,
                                       kecs_error_t **err);
 
 /**
+ * Stops every container of the cluster (idempotent; NOT_FOUND when there is no
+ * such cluster). Its containers, volumes, host ports and kubeconfig stay.
+ * Blocks.
+ *
+ * # Safety
+ * As for `kecs_cluster_create`.
+ */
+KECS_MUST_USE
+kecs_status_t kecs_cluster_stop(const kecs_manager_t *m,
+                                const char *name,
+                                const kecs_cancel_t *cancel,
+                                kecs_error_t **err);
+
+/**
+ * Starts a stopped cluster (idempotent) with the same API port and kubeconfig,
+ * and blocks until every node is Ready, at most `timeout_ms`. A node that does
+ * not come back is named in the error; nothing is removed.
+ *
+ * # Safety
+ * As for `kecs_cluster_create`.
+ */
+KECS_MUST_USE
+kecs_status_t kecs_cluster_start(const kecs_manager_t *m,
+                                 const char *name,
+                                 uint64_t timeout_ms,
+                                 const kecs_cancel_t *cancel,
+                                 kecs_error_t **err);
+
+/**
+ * Writes whether every container of the cluster runs to `*out` (not NULL);
+ * NOT_FOUND when there is no such cluster. Blocks for one Docker call.
+ *
+ * # Safety
+ * As for `kecs_cluster_create`; `out` valid.
+ */
+KECS_MUST_USE
+kecs_status_t kecs_cluster_is_running(const kecs_manager_t *m,
+                                      const char *name,
+                                      const kecs_cancel_t *cancel,
+                                      bool *out,
+                                      kecs_error_t **err);
+
+/**
  * Writes the cluster's kubeconfig (YAML) to `*out_yaml` (not NULL): the host URL,
  * or the in-network URL in container mode. Free it with `kecs_string_free`.
  *
@@ -236,6 +279,56 @@ kecs_status_t kecs_cluster_list(const kecs_manager_t *m,
                                 const kecs_cancel_t *cancel,
                                 char **out_json,
                                 kecs_error_t **err);
+
+/**
+ * Adds a host-port mapping to a running cluster's load balancer without
+ * interrupting the API or other mappings. `port_json` is one PortMapping
+ * (`{"hostPort":8080,"containerPort":30080,"protocol":"udp","hostIp":"127.0.0.1"}`;
+ * hostPort 0 picks a free one). When `out_json` is not NULL the resulting
+ * PortInfo is written there as JSON; free it with `kecs_string_free`. An
+ * identical mapping is not an error; a failure changes nothing. Blocks.
+ *
+ * # Safety
+ * As for `kecs_cluster_create`; `port_json` a NUL-terminated string;
+ * `out_json` NULL or valid.
+ */
+KECS_MUST_USE
+kecs_status_t kecs_cluster_port_add(const kecs_manager_t *m,
+                                    const char *name,
+                                    const char *port_json,
+                                    const kecs_cancel_t *cancel,
+                                    char **out_json,
+                                    kecs_error_t **err);
+
+/**
+ * Removes a mapping `kecs_cluster_port_add` made: host port `host_port` with
+ * `protocol` "tcp" or "udp" (NULL = "tcp"). NOT_FOUND when it is not mapped;
+ * INVALID_ARGUMENT for a mapping given at create. Blocks.
+ *
+ * # Safety
+ * As for `kecs_cluster_create`; `protocol` NULL or a NUL-terminated string.
+ */
+KECS_MUST_USE
+kecs_status_t kecs_cluster_port_remove(const kecs_manager_t *m,
+                                       const char *name,
+                                       uint16_t host_port,
+                                       const char *protocol,
+                                       const kecs_cancel_t *cancel,
+                                       kecs_error_t **err);
+
+/**
+ * Writes the cluster's host-port mappings (a JSON array of PortInfo, the API
+ * port excepted) to `*out_json` (not NULL); free it with `kecs_string_free`.
+ *
+ * # Safety
+ * As for `kecs_cluster_create`; `out_json` valid.
+ */
+KECS_MUST_USE
+kecs_status_t kecs_cluster_ports(const kecs_manager_t *m,
+                                 const char *name,
+                                 const kecs_cancel_t *cancel,
+                                 char **out_json,
+                                 kecs_error_t **err);
 
 /**
  * Frees a string returned by this library. NULL is ignored.

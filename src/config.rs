@@ -10,6 +10,8 @@ use crate::names;
 
 pub const DEFAULT_K3S_IMAGE: &str = "rancher/k3s:v1.31.4-k3s1";
 pub const DEFAULT_KIND_IMAGE: &str = "kindest/node:v1.31.4";
+/// k3d's server load balancer (the proxy image of the k3d release we follow).
+pub const DEFAULT_LB_IMAGE: &str = "ghcr.io/k3d-io/k3d-proxy:5.8.3";
 pub const DEFAULT_NAME_PREFIX: &str = "kecs-";
 pub const CONTAINER_MODE_KUBECONFIG_DIR: &str = "/kecs/kubeconfig";
 
@@ -32,6 +34,9 @@ pub struct ClusterManagerConfig {
     pub api_host_ip: Option<String>,
     /// Run nodes privileged (default true, as k3s needs).
     pub privileged: Option<bool>,
+    /// Image of k3d's server load balancer (default: $KECS_LB_IMAGE, else
+    /// ghcr.io/k3d-io/k3d-proxy:5.8.3).
+    pub lb_image: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +76,7 @@ pub struct ResolvedConfig {
     pub docker_host: Option<String>,
     pub api_host_ip: IpAddr,
     pub privileged: bool,
+    pub lb_image: String,
 }
 
 fn non_empty(v: Option<String>) -> Option<String> {
@@ -118,6 +124,10 @@ impl ClusterManagerConfig {
         };
         let image = non_empty(self.image.clone()).unwrap_or(default_image);
         validate_image(&image)?;
+        let lb_image = non_empty(self.lb_image.clone())
+            .or_else(|| env("KECS_LB_IMAGE"))
+            .unwrap_or_else(|| DEFAULT_LB_IMAGE.into());
+        validate_image(&lb_image)?;
         let docker_host = non_empty(self.docker_host.clone()).or_else(|| env("DOCKER_HOST"));
         let api_host_ip = match non_empty(self.api_host_ip.clone()) {
             Some(ip) => ip.trim().parse().map_err(|_| {
@@ -142,6 +152,7 @@ impl ClusterManagerConfig {
             image,
             docker_host,
             api_host_ip,
+            lb_image,
             privileged: match self.privileged {
                 Some(p) => p,
                 None => match env("KECS_PRIVILEGED").as_deref() {

@@ -526,3 +526,72 @@ pub fn free_host_port(ip: std::net::IpAddr) -> Result<u16> {
         .map(|a| a.port())
         .map_err(|e| Error::io(format!("finding a free host port on {ip}"), e))
 }
+
+/// Writes one file into a container through the archive API (a one-entry tar),
+/// as k3d writes its files before a node's first start.
+pub async fn write_file(
+    docker: &Docker,
+    container: &str,
+    path: &str,
+    content: &[u8],
+    mode: u32,
+) -> Result<()> {
+    let what = || format!("writing {path} into {container}");
+    let mut header = tar::Header::new_gnu();
+    header.set_size(content.len() as u64);
+    header.set_mode(mode);
+    header.set_mtime(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    );
+    let mut builder = tar::Builder::new(Vec::new());
+    builder
+        .append_data(&mut header, path.trim_start_matches('/'), content)
+        .map_err(|e| Error::io(what(), e))?;
+    let tarball = builder.into_inner().map_err(|e| Error::io(what(), e))?;
+    let opts = bollard::query_parameters::UploadToContainerOptions {
+        path: "/".into(),
+        ..Default::default()
+    };
+    docker
+        .upload_to_container(
+            container,
+            Some(opts),
+            bollard::body_full(bytes::Bytes::from(tarball)),
+        )
+        .await
+        .map_err(|e| Error::docker(what(), e))
+}
+
+/// The exit code of `container`'s last exit since `since` (Unix seconds), from
+/// the engine's `die` events: a node restarted by its restart policy shows
+/// "running" again, but its event says how it ended.
+pub async fn last_exit_code(docker: &Docker, container: &str, since: i64) -> Option<i64> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs()
+        + 1;
+    let opts = bollard::query_parameters::EventsOptions {
+        since: Some(since.to_string()),
+        until: Some(now.to_string()),
+        filters: Some(HashMap::from([
+            ("container".to_string(), vec![container.to_string()]),
+            ("event".to_string(), vec!["die".to_string()]),
+        ])),
+    };
+    let mut events = docker.events(Some(opts));
+    let mut code = None;
+    while let Some(Ok(ev)) = events.next().await {
+        if let Some(c) = ev
+            .actor
+            .and_then(|a| a.attributes)
+            .and_then(|a| a.get("exitCode").and_then(|c| c.parse().ok()))
+        {
+            code = Some(c);
+        }
+    }
+    code
+}

@@ -19,5 +19,5 @@ pub use config::{ClusterManagerConfig, ProviderKind, ResolvedConfig};
 pub use error::{Error, ErrorCode, Result};
 pub use manager::ClusterManager;
 pub use options::{CreateOptions, PortMapping, VolumeMount};
-pub use provider::{ClusterInfo, NodeInfo};
+pub use provider::{ClusterInfo, NodeInfo, PortInfo};
 pub use tokio_util::sync::CancellationToken;

@@ -5,14 +5,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kecs_cluster::{ClusterInfo, ClusterManager, ClusterManagerConfig, CreateOptions, PortMapping};
+use kecs_cluster::options::parse_port_spec;
+use kecs_cluster::{ClusterInfo, ClusterManager, ClusterManagerConfig, CreateOptions};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
     name = "kecs-cluster",
     version,
-    about = "Create, delete and inspect local Kubernetes clusters in Docker (k3d-style k3s nodes)"
+    about = "Create, delete, stop, start and inspect local Kubernetes clusters in Docker (k3s nodes as k3d makes them, or Kubernetes nodes as kind makes them)"
 )]
 struct Cli {
     /// Node image (default: $KECS_K3S_IMAGE, else rancher/k3s:v1.31.4-k3s1).
@@ -49,7 +50,8 @@ enum Command {
         /// K=V, set on every node (repeatable).
         #[arg(long = "env", short = 'e')]
         env: Vec<String>,
-        /// HOSTPORT:CONTAINERPORT[/PROTO][@server:0|@agent:N] (repeatable).
+        /// HOSTPORT:CONTAINERPORT[/PROTO][@loadbalancer|@server:0|@agent:N] (repeatable;
+        /// default: the load balancer).
         #[arg(long = "port", short = 'p')]
         ports: Vec<String>,
         /// k3s argument, optionally with a node filter (`--disable=traefik@server:*`).
@@ -63,6 +65,14 @@ enum Command {
         /// Return once server-0 is up, without waiting for every node.
         #[arg(long)]
         no_wait: bool,
+        /// No server load balancer (k3d's --no-lb): server-0 publishes the API.
+        #[arg(long)]
+        no_lb: bool,
+    },
+    /// Port mappings of a running cluster (through its load balancer).
+    Port {
+        #[command(subcommand)]
+        command: PortCommand,
     },
     /// Delete a cluster (nothing to do is not an error).
     Delete { name: String },
@@ -97,6 +107,21 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum PortCommand {
+    /// Map HOSTPORT:CONTAINERPORT[/udp] to every server and agent, without
+    /// interrupting the API or other mappings.
+    Add { name: String, spec: String },
+    /// Remove a mapping `port add` made: HOSTPORT[/udp].
+    Remove { name: String, port: String },
+    /// List the cluster's host-port mappings.
+    List {
+        name: String,
+        #[arg(short, long, default_value = "table")]
+        output: String,
+    },
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(
@@ -114,26 +139,6 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         _ => return Err(format!("invalid duration unit in {s:?}: use ms, s, m or h")),
     };
     Ok(Duration::from_secs_f64(secs))
-}
-
-fn parse_port(spec: &str) -> Result<PortMapping, String> {
-    let (ports, node) = match spec.split_once('@') {
-        Some((p, n)) => (p, Some(n.to_string())),
-        None => (spec, None),
-    };
-    let (ports, protocol) = match ports.split_once('/') {
-        Some((p, proto)) => (p, Some(proto.to_string())),
-        None => (ports, None),
-    };
-    let err = || format!("invalid --port {spec:?}: use HOSTPORT:CONTAINERPORT[/PROTO][@server:0]");
-    let (host, container) = ports.split_once(':').ok_or_else(err)?;
-    Ok(PortMapping {
-        host_port: host.parse().map_err(|_| err())?,
-        container_port: container.parse().map_err(|_| err())?,
-        protocol,
-        host_ip: None,
-        node,
-    })
 }
 
 fn print_table(clusters: &[ClusterInfo]) {
@@ -178,6 +183,15 @@ fn print_info(c: &ClusterInfo) {
     );
     println!("api:         {}:{}", c.api_host, c.api_port);
     println!("kubeconfig:  {}", c.kubeconfig_path);
+    if !c.load_balancer.is_empty() {
+        println!("lb:          {}", c.load_balancer);
+    }
+    for p in &c.ports {
+        println!(
+            "port:        {}:{} -> {}/{}",
+            p.host_ip, p.host_port, p.container_port, p.protocol
+        );
+    }
     println!("nodes:");
     for n in &c.nodes {
         println!("  {:<40} {:<8} {}", n.name, n.role, n.state);
@@ -211,6 +225,7 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<ExitCode, kecs_clust
             api_port,
             timeout,
             no_wait,
+            no_lb,
         } => {
             let env = env
                 .iter()
@@ -222,7 +237,7 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<ExitCode, kecs_clust
                 .collect::<Result<_, _>>()?;
             let ports = ports
                 .iter()
-                .map(|p| parse_port(p).map_err(bad))
+                .map(|p| parse_port_spec(p))
                 .collect::<Result<_, _>>()?;
             let opts = CreateOptions {
                 servers,
@@ -233,6 +248,7 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<ExitCode, kecs_clust
                 api_port,
                 wait_ready: !no_wait,
                 timeout_ms: timeout.as_millis() as u64,
+                load_balancer: no_lb.then_some(false),
                 ..Default::default()
             };
             let info = manager.create(&name, &opts, &cancel).await?;
@@ -282,6 +298,51 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<ExitCode, kecs_clust
             }
         }
         Command::Kubeconfig { name } => print!("{}", manager.kubeconfig(&name, &cancel).await?),
+        Command::Port { command } => match command {
+            PortCommand::Add { name, spec } => {
+                let p = manager
+                    .port_add(&name, &parse_port_spec(&spec)?, &cancel)
+                    .await?;
+                println!(
+                    "{}:{} -> {}/{}",
+                    p.host_ip, p.host_port, p.container_port, p.protocol
+                );
+            }
+            PortCommand::Remove { name, port } => {
+                let (port, protocol) = port.split_once('/').unwrap_or((&port, "tcp"));
+                let port: u16 = port
+                    .parse()
+                    .map_err(|_| bad(format!("invalid port {port:?}: use HOSTPORT[/udp]")))?;
+                manager.port_remove(&name, port, protocol, &cancel).await?;
+            }
+            PortCommand::List { name, output } => {
+                let ports = manager.ports(&name, &cancel).await?;
+                match output.as_str() {
+                    "json" => println!(
+                        "{}",
+                        serde_json::to_string_pretty(&ports).expect("serialisable")
+                    ),
+                    "table" => {
+                        println!("{:<22} {:<10} {:<6} CONTAINER", "HOST", "TO", "PROTO");
+                        for p in &ports {
+                            println!(
+                                "{:<22} {:<10} {:<6} {}{}",
+                                format!("{}:{}", p.host_ip, p.host_port),
+                                p.container_port,
+                                p.protocol,
+                                p.container,
+                                if p.added { " (added)" } else { "" }
+                            );
+                        }
+                    }
+                    o => {
+                        return Err(bad(format!(
+                            "unknown output format {o:?}: use table or json"
+                        )))
+                    }
+                }
+            }
+        },
         Command::Stop { name } => manager.stop(&name, &cancel).await?,
         Command::Start { name, timeout } => manager.start(&name, timeout, &cancel).await?,
         Command::Wait { name, timeout } => manager.wait_ready(&name, timeout, &cancel).await?,

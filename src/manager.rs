@@ -17,15 +17,19 @@ use crate::error::{Error, Result};
 use crate::guard::{Guard, Reporter};
 use crate::kubeconfig;
 use crate::names;
-use crate::options::{CreateOptions, CreatePlan};
+use crate::options::{validate_runtime_port, CreateOptions, CreatePlan, PortMapping};
 use crate::provider::query::reachable_kubeconfig;
-use crate::provider::{AnyProvider, ClusterInfo, Created, Kubeconfigs, Provider, ProviderCtx};
+use crate::provider::{
+    AnyProvider, ClusterInfo, Created, Kubeconfigs, PortInfo, Provider, ProviderCtx,
+};
 use crate::readiness;
 
 /// Upper bound for delete (and for the rollback a failed create runs).
 const DELETE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Upper bound for stop: every node's grace period runs in parallel.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Upper bound for adding or removing a port mapping.
+const PORT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long `info` waits for the API server's /version before leaving it empty.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -188,6 +192,8 @@ impl ClusterManager {
                 api_host: String::new(),
                 api_port: 0,
                 nodes: Vec::new(),
+                load_balancer: String::new(),
+                ports: Vec::new(),
             },
         };
         info.kubeconfig_path = self.kubeconfig_file(&cluster);
@@ -399,6 +405,75 @@ impl ClusterManager {
             return Err(not_found(&cluster));
         }
         Ok(())
+    }
+
+    /// Maps a host port to a container port (a NodePort) on every server and
+    /// agent, through the running cluster's load balancer, without interrupting
+    /// the API or any other mapping. `port.hostPort` 0 picks a free one. An
+    /// identical mapping is returned as it is; a failure changes nothing.
+    pub async fn port_add(
+        &self,
+        name: &str,
+        port: &PortMapping,
+        cancel: &CancellationToken,
+    ) -> Result<PortInfo> {
+        let cluster = self.cluster_name(name)?;
+        let port = validate_runtime_port(port)?;
+        let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(PORT_TIMEOUT));
+        let lock = self.lock_for(&cluster);
+        let _held = guard
+            .wait("waiting for another operation on the same cluster", async {
+                Ok(lock.lock.lock().await)
+            })
+            .await?;
+        let docker = self.docker(&guard).await?;
+        let cx = self.ctx(docker).await;
+        self.provider.port_add(&cx, &cluster, &port, &guard).await
+    }
+
+    /// Removes a mapping `port_add` made (`protocol`: "tcp" or "udp").
+    pub async fn port_remove(
+        &self,
+        name: &str,
+        host_port: u16,
+        protocol: &str,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        let cluster = self.cluster_name(name)?;
+        let protocol = protocol.to_ascii_lowercase();
+        if !matches!(protocol.as_str(), "tcp" | "udp") || host_port == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "port {host_port}/{protocol}: give a host port and tcp or udp"
+            )));
+        }
+        let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(PORT_TIMEOUT));
+        let lock = self.lock_for(&cluster);
+        let _held = guard
+            .wait("waiting for another operation on the same cluster", async {
+                Ok(lock.lock.lock().await)
+            })
+            .await?;
+        let docker = self.docker(&guard).await?;
+        let cx = self.ctx(docker).await;
+        self.provider
+            .port_remove(&cx, &cluster, host_port, &protocol, &guard)
+            .await
+    }
+
+    /// The cluster's host-port mappings (the API port excepted).
+    pub async fn ports(&self, name: &str, cancel: &CancellationToken) -> Result<Vec<PortInfo>> {
+        let cluster = self.cluster_name(name)?;
+        let guard = self.guard(&format!("cluster {cluster}"), cancel, None);
+        let docker = self.docker(&guard).await?;
+        let cx = self.ctx(docker).await;
+        let info = guard
+            .wait(
+                "reading the port mappings",
+                self.provider.info(&cx, &cluster),
+            )
+            .await?
+            .ok_or_else(|| not_found(&cluster))?;
+        Ok(info.ports)
     }
 
     /// True when every container of the cluster runs; NotFound when it does not exist.

@@ -26,8 +26,11 @@ pub struct CreateOptions {
     pub labels: BTreeMap<String, String>,
     pub ports: Vec<PortMapping>,
     pub volumes: Vec<VolumeMount>,
-    /// Host port for the API; 0 lets Docker pick a free one on `apiHostIp`.
+    /// Host port for the API; 0: a free one on `apiHostIp`, chosen once and kept.
     pub api_port: u16,
+    /// k3d's server load balancer `k3d-<c>-serverlb` in front of the servers
+    /// (default true for k3d; kind adds its own only for several control planes).
+    pub load_balancer: Option<bool>,
     pub wait_ready: bool,
     pub timeout_ms: u64,
 }
@@ -44,6 +47,7 @@ impl Default for CreateOptions {
             ports: Vec::new(),
             volumes: Vec::new(),
             api_port: 0,
+            load_balancer: None,
             wait_ready: true,
             timeout_ms: DEFAULT_TIMEOUT_MS,
         }
@@ -60,7 +64,9 @@ pub struct PortMapping {
     pub protocol: Option<String>,
     #[serde(default)]
     pub host_ip: Option<String>,
-    /// "server:0" (default), "agent:1", …
+    /// "loadbalancer" (k3d's `@loadbalancer`: forwarded to every server and
+    /// agent), "server:0", "agent:1", … Default: the load balancer when the
+    /// cluster has one, else server:0.
     #[serde(default)]
     pub node: Option<String>,
 }
@@ -122,7 +128,18 @@ pub struct ValidPort {
     pub container_port: u16,
     pub protocol: String,
     pub host_ip: Option<String>,
+    /// The node publishing it, when not the load balancer.
     pub node: NodeRef,
+    /// Some(true): "loadbalancer" asked; Some(false): a node asked; None: no
+    /// filter (the provider decides).
+    pub on_load_balancer: Option<bool>,
+}
+
+impl ValidPort {
+    /// Whether the load balancer publishes it in a cluster with (or without) one.
+    pub fn on_lb(&self, cluster_has_lb: bool) -> bool {
+        self.on_load_balancer.unwrap_or(cluster_has_lb)
+    }
 }
 
 /// Options after validation, with defaults applied.
@@ -137,6 +154,8 @@ pub struct CreatePlan {
     pub ports: Vec<ValidPort>,
     pub volumes: Vec<VolumeMount>,
     pub api_port: u16,
+    /// None: the provider's default.
+    pub load_balancer: Option<bool>,
     pub wait_ready: bool,
     pub timeout: std::time::Duration,
 }
@@ -206,6 +225,11 @@ impl CreateOptions {
             }
             ports.push(v);
         }
+        if self.load_balancer == Some(false)
+            && ports.iter().any(|p| p.on_load_balancer == Some(true))
+        {
+            return bad("a port targets the load balancer, but loadBalancer is false".into());
+        }
         if self.api_port != 0
             && ports
                 .iter()
@@ -246,6 +270,7 @@ impl CreateOptions {
             ports,
             volumes: self.volumes.clone(),
             api_port: self.api_port,
+            load_balancer: self.load_balancer,
             wait_ready: self.wait_ready,
             timeout: std::time::Duration::from_millis(self.timeout_ms),
         })
@@ -300,6 +325,56 @@ fn parse_k3s_arg(arg: &str, servers: u32, agents: u32) -> Result<(String, NodeFi
     Ok((value.to_string(), filter))
 }
 
+/// A mapping added to a running cluster's load balancer: a protocol of tcp or
+/// udp, and no node other than the load balancer.
+pub fn validate_runtime_port(p: &PortMapping) -> Result<ValidPort> {
+    if p.node
+        .as_deref()
+        .is_some_and(|n| n != "loadbalancer" && n != "lb")
+    {
+        return Err(Error::InvalidArgument(format!(
+            "port mappings added to a running cluster go to its load balancer, not to node {:?}",
+            p.node.as_deref().unwrap_or_default()
+        )));
+    }
+    let v = validate_port(p, 1, 0)?;
+    if v.protocol == "sctp" {
+        return Err(Error::InvalidArgument(
+            "the load balancer forwards tcp and udp, not sctp".into(),
+        ));
+    }
+    Ok(ValidPort {
+        on_load_balancer: Some(true),
+        ..v
+    })
+}
+
+/// `HOSTPORT:CONTAINERPORT[/PROTO][@NODE]` as k3d and docker write it
+/// (`8080:30080/udp`, `8080:80@loadbalancer`).
+pub fn parse_port_spec(spec: &str) -> Result<PortMapping> {
+    let (ports, node) = match spec.split_once('@') {
+        Some((p, n)) => (p, Some(n.to_string())),
+        None => (spec, None),
+    };
+    let (ports, protocol) = match ports.split_once('/') {
+        Some((p, proto)) => (p, Some(proto.to_string())),
+        None => (ports, None),
+    };
+    let err = || {
+        Error::InvalidArgument(format!(
+            "port mapping {spec:?} is not HOSTPORT:CONTAINERPORT[/tcp|/udp][@NODE]"
+        ))
+    };
+    let (host, container) = ports.split_once(':').ok_or_else(err)?;
+    Ok(PortMapping {
+        host_port: host.parse().map_err(|_| err())?,
+        container_port: container.parse().map_err(|_| err())?,
+        protocol,
+        host_ip: None,
+        node,
+    })
+}
+
 fn validate_port(p: &PortMapping, servers: u32, agents: u32) -> Result<ValidPort> {
     if p.container_port == 0 {
         return Err(Error::InvalidArgument(
@@ -323,12 +398,14 @@ fn validate_port(p: &PortMapping, servers: u32, agents: u32) -> Result<ValidPort
             )));
         }
     }
-    let node = match &p.node {
-        Some(n) => parse_node_ref(n, servers, agents)?,
-        None => NodeRef {
-            role: Role::Server,
-            index: 0,
-        },
+    let server0 = NodeRef {
+        role: Role::Server,
+        index: 0,
+    };
+    let (node, on_load_balancer) = match p.node.as_deref() {
+        Some("loadbalancer" | "lb") => (server0, Some(true)),
+        Some(n) => (parse_node_ref(n, servers, agents)?, Some(false)),
+        None => (server0, None),
     };
     Ok(ValidPort {
         host_port: p.host_port,
@@ -336,6 +413,7 @@ fn validate_port(p: &PortMapping, servers: u32, agents: u32) -> Result<ValidPort
         protocol,
         host_ip: p.host_ip.clone(),
         node,
+        on_load_balancer,
     })
 }
 
@@ -384,6 +462,31 @@ mod tests {
             }
         );
         assert_eq!(p.ports[0].protocol, "tcp");
+    }
+
+    #[test]
+    fn port_specs() {
+        let p = parse_port_spec("8080:30080/udp").unwrap();
+        assert_eq!((p.host_port, p.container_port), (8080, 30080));
+        assert_eq!(p.protocol.as_deref(), Some("udp"));
+        let v = validate_runtime_port(&p).unwrap();
+        assert_eq!(v.on_load_balancer, Some(true));
+        for bad in ["8080", "x:80", "80:y", "99999:80", "80:0"] {
+            let r = parse_port_spec(bad).and_then(|p| validate_runtime_port(&p));
+            assert_eq!(
+                r.unwrap_err().code(),
+                crate::ErrorCode::InvalidArgument,
+                "{bad}"
+            );
+        }
+        let sctp = parse_port_spec("80:80/sctp").unwrap();
+        assert!(validate_runtime_port(&sctp).is_err());
+        let on_node = parse_port_spec("80:80@server:0").unwrap();
+        assert!(validate_runtime_port(&on_node).is_err());
+        let lb = opts(r#"{"ports":[{"hostPort":80,"containerPort":80,"node":"loadbalancer"}]}"#)
+            .unwrap();
+        assert_eq!(lb.ports[0].on_load_balancer, Some(true));
+        assert!(opts(r#"{"loadBalancer":false,"ports":[{"hostPort":80,"containerPort":80,"node":"loadbalancer"}]}"#).is_err());
     }
 
     #[test]

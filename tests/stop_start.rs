@@ -219,9 +219,10 @@ async fn node_failing_on_start_is_named_and_nothing_is_removed() {
     let msg = err.to_string();
     let server0 = format!("k3d-{}-server-0", c.full);
     assert!(msg.contains(&server0), "{msg}");
+    assert!(msg.contains("exited with code 3"), "{msg}");
     assert!(
-        msg.contains("exit code 3") || msg.contains("exited with 3"),
-        "{msg}"
+        msg.contains("SIM_EXIT_BEFORE_READY"),
+        "the last log lines: {msg}"
     );
     let after = info(&c).await;
     assert_eq!(containers(&after), containers(&created), "nothing removed");

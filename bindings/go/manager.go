@@ -352,3 +352,74 @@ func timeoutFor(ctx context.Context) time.Duration {
 	}
 	return DefaultWaitTimeout
 }
+
+// AddPortMapping maps hostPort (all interfaces) to nodePort/tcp on every server
+// and agent through the running cluster's load balancer, without interrupting
+// the API or any other mapping (k3d's `node edit --port-add`, minus its
+// outage). An identical mapping is not an error; a failure changes nothing.
+func (m *Manager) AddPortMapping(ctx context.Context, cluster string, hostPort, nodePort int32) error {
+	_, err := m.AddPortMappingWith(ctx, cluster, PortMapping{HostPort: int(hostPort), ContainerPort: int(nodePort)})
+	return err
+}
+
+// AddPortMappingWith is AddPortMapping for any mapping (udp, a host IP, or
+// HostPort 0 for a free port); it returns the mapping as published.
+func (m *Manager) AddPortMappingWith(ctx context.Context, cluster string, p PortMapping) (PortMapping, error) {
+	doc, err := json.Marshal(p)
+	if err != nil {
+		return PortMapping{}, &Error{Code: CodeInvalidArgument, Op: "AddPortMapping", Cluster: cluster, Message: err.Error()}
+	}
+	cdoc, freeDoc := cstring(string(doc))
+	defer freeDoc()
+	cname, free := cstring(cluster)
+	defer free()
+	var out *C.char
+	err = m.call(ctx, "AddPortMapping", cluster, func(ptr *C.kecs_manager_t, tok *C.kecs_cancel_t, e **C.kecs_error_t) C.kecs_status_t {
+		return C.kecs_cluster_port_add(ptr, cname, cdoc, tok, &out, e)
+	})
+	if err != nil {
+		return PortMapping{}, err
+	}
+	defer C.kecs_string_free(out)
+	var info portInfo
+	if err := json.Unmarshal([]byte(C.GoString(out)), &info); err != nil {
+		return PortMapping{}, &Error{Code: CodeInternal, Op: "AddPortMapping", Cluster: cluster, Message: "decoding the library's answer: " + err.Error()}
+	}
+	return info.mapping(), nil
+}
+
+// RemovePortMapping removes a tcp mapping AddPortMapping made; ErrNotFound
+// when hostPort is not mapped.
+func (m *Manager) RemovePortMapping(ctx context.Context, cluster string, hostPort int32) error {
+	cname, free := cstring(cluster)
+	defer free()
+	cproto, freeProto := cstring("tcp")
+	defer freeProto()
+	return m.call(ctx, "RemovePortMapping", cluster, func(p *C.kecs_manager_t, tok *C.kecs_cancel_t, e **C.kecs_error_t) C.kecs_status_t {
+		return C.kecs_cluster_port_remove(p, cname, C.uint16_t(hostPort), cproto, tok, e)
+	})
+}
+
+// PortMappings lists the cluster's host-port mappings (the API port excepted);
+// Node names the container publishing each.
+func (m *Manager) PortMappings(ctx context.Context, cluster string) ([]PortMapping, error) {
+	cname, free := cstring(cluster)
+	defer free()
+	var out *C.char
+	err := m.call(ctx, "PortMappings", cluster, func(p *C.kecs_manager_t, tok *C.kecs_cancel_t, e **C.kecs_error_t) C.kecs_status_t {
+		return C.kecs_cluster_ports(p, cname, tok, &out, e)
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer C.kecs_string_free(out)
+	var infos []portInfo
+	if err := json.Unmarshal([]byte(C.GoString(out)), &infos); err != nil {
+		return nil, &Error{Code: CodeInternal, Op: "PortMappings", Cluster: cluster, Message: "decoding the library's answer: " + err.Error()}
+	}
+	list := make([]PortMapping, 0, len(infos))
+	for _, i := range infos {
+		list = append(list, i.mapping())
+	}
+	return list, nil
+}

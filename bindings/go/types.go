@@ -26,7 +26,24 @@ type PortMapping struct {
 	ContainerPort int    `json:"containerPort"`
 	Protocol      string `json:"protocol,omitempty"` // tcp (default), udp, sctp
 	HostIP        string `json:"hostIp,omitempty"`
-	Node          string `json:"node,omitempty"` // "server:0" (default), "agent:1", ...
+	// "loadbalancer" (k3d's @loadbalancer: every server and agent), "server:0",
+	// "agent:1", ... Default: the load balancer when the cluster has one. In
+	// PortMappings it names the container publishing the port.
+	Node string `json:"node,omitempty"`
+}
+
+// portInfo is the library's description of one published mapping.
+type portInfo struct {
+	HostIP        string `json:"hostIp"`
+	HostPort      int    `json:"hostPort"`
+	ContainerPort int    `json:"containerPort"`
+	Protocol      string `json:"protocol"`
+	Container     string `json:"container"`
+	Added         bool   `json:"added"`
+}
+
+func (p portInfo) mapping() PortMapping {
+	return PortMapping{HostPort: p.HostPort, ContainerPort: p.ContainerPort, Protocol: p.Protocol, HostIP: p.HostIP, Node: p.Container}
 }
 
 // VolumeMount mounts a host path or a named volume into every node.
@@ -37,7 +54,8 @@ type VolumeMount struct {
 }
 
 // CreateOptions shape a new cluster. Zero values mean the defaults: 1 server,
-// 0 agents, the manager's image, a Docker-chosen API port, a 2-minute timeout.
+// 0 agents, the manager's image, a free API port (chosen once, kept across
+// restarts), k3d's server load balancer, a 2-minute timeout.
 type CreateOptions struct {
 	Servers int
 	Agents  int
@@ -50,6 +68,9 @@ type CreateOptions struct {
 	APIPort int
 	Timeout time.Duration
 	NoWait  bool // return once server-0 is up instead of waiting for every node
+	// NoLoadBalancer leaves out k3d's server load balancer (k3d's --no-lb):
+	// server-0 publishes the API, and no port can be added while it runs.
+	NoLoadBalancer bool
 }
 
 // MarshalJSON writes the library's CreateOptions document.
@@ -66,8 +87,13 @@ func (o CreateOptions) MarshalJSON() ([]byte, error) {
 		APIPort   int               `json:"apiPort,omitempty"`
 		TimeoutMs int64             `json:"timeoutMs,omitempty"`
 		WaitReady bool              `json:"waitReady"`
+		LB        *bool             `json:"loadBalancer,omitempty"`
 	}
-	w := wire{o.Servers, o.Agents, o.Image, o.K3sArgs, o.Env, o.Labels, o.Ports, o.Volumes, o.APIPort, o.Timeout.Milliseconds(), !o.NoWait}
+	w := wire{o.Servers, o.Agents, o.Image, o.K3sArgs, o.Env, o.Labels, o.Ports, o.Volumes, o.APIPort, o.Timeout.Milliseconds(), !o.NoWait, nil}
+	if o.NoLoadBalancer {
+		off := false
+		w.LB = &off
+	}
 	if w.Servers == 0 {
 		w.Servers = 1
 	}
@@ -97,4 +123,23 @@ type ClusterInfo struct {
 	APIHost        string            `json:"apiHost"`
 	APIPort        int               `json:"apiPort"`
 	Nodes          []NodeInfo        `json:"nodes"`
+	LoadBalancer   string            `json:"loadBalancer,omitempty"` // k3d-<c>-serverlb
+	Ports          []PortMapping     `json:"-"`                      // host-port mappings, the API's excepted
+}
+
+// UnmarshalJSON fills Ports from the library's port descriptions.
+func (c *ClusterInfo) UnmarshalJSON(b []byte) error {
+	type plain ClusterInfo
+	var w struct {
+		plain
+		Ports []portInfo `json:"ports"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*c = ClusterInfo(w.plain)
+	for _, p := range w.Ports {
+		c.Ports = append(c.Ports, p.mapping())
+	}
+	return nil
 }

@@ -18,7 +18,7 @@ pub use types::{kecs_status_t, KecsCancel, KecsError, KecsManager, ABI_VERSION};
 use crate::config::ClusterManagerConfig;
 use crate::error::Error;
 use crate::manager::ClusterManager;
-use crate::options::CreateOptions;
+use crate::options::{CreateOptions, PortMapping};
 
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
 
@@ -383,6 +383,104 @@ pub unsafe extern "C" fn kecs_cluster_list(
         let list = m.run(move |mgr| async move { mgr.list(&token).await })?;
         let json = serde_json::to_string(&list)
             .map_err(|e| Error::Internal(format!("encoding list: {e}")))?;
+        let s = into_c_string(json)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { *out_json = s };
+        Ok(())
+    })
+}
+
+/// Adds a host-port mapping to a running cluster's load balancer without
+/// interrupting the API or other mappings. `port_json` is one PortMapping
+/// (`{"hostPort":8080,"containerPort":30080,"protocol":"udp","hostIp":"127.0.0.1"}`;
+/// hostPort 0 picks a free one). When `out_json` is not NULL the resulting
+/// PortInfo is written there as JSON; free it with `kecs_string_free`. An
+/// identical mapping is not an error; a failure changes nothing. Blocks.
+///
+/// # Safety
+/// As for `kecs_cluster_create`; `port_json` a NUL-terminated string;
+/// `out_json` NULL or valid.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn kecs_cluster_port_add(
+    m: *const KecsManager,
+    name: *const c_char,
+    port_json: *const c_char,
+    cancel: *const KecsCancel,
+    out_json: *mut *mut c_char,
+    err: *mut *mut KecsError,
+) -> kecs_status_t {
+    run("kecs_cluster_port_add", err, || {
+        let m = unsafe { manager_arg(m) }?;
+        let name = unsafe { str_arg(name, "name") }?;
+        let port_json = unsafe { str_arg(port_json, "port_json") }?;
+        let port: PortMapping = serde_json::from_str(port_json)
+            .map_err(|e| Error::InvalidArgument(format!("port mapping JSON: {e}")))?;
+        let token = unsafe { cancel_arg(cancel) };
+        let name = name.to_string();
+        let info = m.run(move |mgr| async move { mgr.port_add(&name, &port, &token).await })?;
+        if !out_json.is_null() {
+            let json = serde_json::to_string(&info)
+                .map_err(|e| Error::Internal(format!("encoding the port: {e}")))?;
+            let s = into_c_string(json)?;
+            // SAFETY: checked non-NULL above.
+            unsafe { *out_json = s };
+        }
+        Ok(())
+    })
+}
+
+/// Removes a mapping `kecs_cluster_port_add` made: host port `host_port` with
+/// `protocol` "tcp" or "udp" (NULL = "tcp"). NOT_FOUND when it is not mapped;
+/// INVALID_ARGUMENT for a mapping given at create. Blocks.
+///
+/// # Safety
+/// As for `kecs_cluster_create`; `protocol` NULL or a NUL-terminated string.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn kecs_cluster_port_remove(
+    m: *const KecsManager,
+    name: *const c_char,
+    host_port: u16,
+    protocol: *const c_char,
+    cancel: *const KecsCancel,
+    err: *mut *mut KecsError,
+) -> kecs_status_t {
+    run("kecs_cluster_port_remove", err, || {
+        let m = unsafe { manager_arg(m) }?;
+        let name = unsafe { str_arg(name, "name") }?;
+        let protocol = unsafe { opt_str_arg(protocol, "protocol") }?
+            .unwrap_or("tcp")
+            .to_string();
+        let token = unsafe { cancel_arg(cancel) };
+        let name = name.to_string();
+        m.run(move |mgr| async move { mgr.port_remove(&name, host_port, &protocol, &token).await })
+    })
+}
+
+/// Writes the cluster's host-port mappings (a JSON array of PortInfo, the API
+/// port excepted) to `*out_json` (not NULL); free it with `kecs_string_free`.
+///
+/// # Safety
+/// As for `kecs_cluster_create`; `out_json` valid.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn kecs_cluster_ports(
+    m: *const KecsManager,
+    name: *const c_char,
+    cancel: *const KecsCancel,
+    out_json: *mut *mut c_char,
+    err: *mut *mut KecsError,
+) -> kecs_status_t {
+    run("kecs_cluster_ports", err, || {
+        let m = unsafe { manager_arg(m) }?;
+        let name = unsafe { str_arg(name, "name") }?;
+        out_arg(out_json, "out_json")?;
+        let token = unsafe { cancel_arg(cancel) };
+        let name = name.to_string();
+        let ports = m.run(move |mgr| async move { mgr.ports(&name, &token).await })?;
+        let json = serde_json::to_string(&ports)
+            .map_err(|e| Error::Internal(format!("encoding the ports: {e}")))?;
         let s = into_c_string(json)?;
         // SAFETY: checked non-NULL above.
         unsafe { *out_json = s };

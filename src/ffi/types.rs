@@ -9,7 +9,7 @@ use crate::manager::ClusterManager;
 /// Bumped on any change to a function signature, a type layout or a status
 /// number. Callers compare `kecs_abi_version()` with the header's
 /// `KECS_ABI_VERSION`.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Result of every fallible function. The numbers are stable and never reused.
 #[repr(C)]

@@ -82,13 +82,30 @@ async fn wait_restarted(
         "cluster {cluster}: waiting for node {name} to log {:?}",
         node.lines[0]
     );
-    guard
+    let waited = guard
         .wait(
             &step,
             docker::wait_for_log_line_after(cx.docker, name, node.lines, &started_at),
         )
-        .await
-        .map_err(|e| e.context(format!("cluster {cluster}: starting node {name}")))?;
+        .await;
+    if let Err(e) = waited {
+        // a restart policy may have started it again: its die event has the code
+        let since = docker::parse_timestamp(&started_at).map_or(0, |(s, _)| s);
+        let e = match docker::last_exit_code(cx.docker, name, since).await {
+            Some(code) if e.code() != crate::ErrorCode::Timeout => {
+                e.with_suffix(format!("it exited with code {code}"))
+            }
+            _ => e,
+        };
+        // stopped, not removed: the restart policy would otherwise crash-loop it,
+        // and the next start begins from a known state
+        if let Err(stop_err) = docker::stop_container(cx.docker, name).await {
+            guard.report(&format!(
+                "could not stop {name} after it failed: {stop_err}"
+            ));
+        }
+        return Err(e.context(format!("cluster {cluster}: starting node {name}")));
+    }
     guard.report(&format!("node {name} is up"));
     Ok(())
 }

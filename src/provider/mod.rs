@@ -17,12 +17,22 @@ use std::collections::{BTreeMap, HashMap};
 use crate::config::{ProviderKind, ResolvedConfig};
 use crate::error::Result;
 use crate::guard::Guard;
-use crate::options::{CreatePlan, NodeRef};
+use crate::options::{CreatePlan, NodeRef, ValidPort};
 
 /// A port map: "6443/tcp" → bindings on the host.
 pub(crate) type PortMap = HashMap<String, Option<Vec<PortBinding>>>;
 
-fn binding(host_ip: &str, host_port: u16) -> PortBinding {
+/// All interfaces, as 0.0.0.0: an empty host IP makes Docker 20.10 start an
+/// IPv6 proxy too, which on hosts with dual-stack sockets takes the IPv4 port
+/// first and fails the start ("bind: address already in use").
+pub(crate) const ALL_INTERFACES: &str = "0.0.0.0";
+
+pub(crate) fn binding(host_ip: &str, host_port: u16) -> PortBinding {
+    let host_ip = if host_ip.is_empty() {
+        ALL_INTERFACES
+    } else {
+        host_ip
+    };
     // an empty host port lets Docker pick a free one
     let port = if host_port == 0 {
         String::new()
@@ -35,21 +45,36 @@ fn binding(host_ip: &str, host_port: u16) -> PortBinding {
     }
 }
 
-/// The user's port mappings for `node`, plus the API port when `api` is given
-/// (host IP, host port; 0 = Docker picks).
-pub(crate) fn port_bindings(plan: &CreatePlan, node: NodeRef, api: Option<(&str, u16)>) -> PortMap {
-    let mut ports = PortMap::new();
-    for p in plan.ports.iter().filter(|p| p.node == node) {
-        ports
-            .entry(format!("{}/{}", p.container_port, p.protocol))
+/// The user's port mappings `node` publishes (none of those that go to the
+/// load balancer when the cluster has one: `has_lb`), plus the API port when
+/// `api` is given (host IP, host port; 0 = Docker picks).
+pub(crate) fn port_bindings(
+    plan: &CreatePlan,
+    node: NodeRef,
+    api: Option<(&str, u16)>,
+    has_lb: bool,
+) -> PortMap {
+    let mine = |p: &&ValidPort| !p.on_lb(has_lb) && p.node == node;
+    mappings(plan.ports.iter().filter(mine), api)
+}
+
+/// The user's port mappings the load balancer publishes, plus the API port.
+pub(crate) fn lb_port_bindings(plan: &CreatePlan, api: (&str, u16)) -> PortMap {
+    mappings(plan.ports.iter().filter(|p| p.on_lb(true)), Some(api))
+}
+
+fn mappings<'a>(ports: impl Iterator<Item = &'a ValidPort>, api: Option<(&str, u16)>) -> PortMap {
+    let mut map = PortMap::new();
+    for p in ports {
+        map.entry(format!("{}/{}", p.container_port, p.protocol))
             .or_insert_with(|| Some(Vec::new()))
             .get_or_insert_with(Vec::new)
             .push(binding(p.host_ip.as_deref().unwrap_or(""), p.host_port));
     }
     if let Some((ip, port)) = api {
-        ports.insert("6443/tcp".into(), Some(vec![binding(ip, port)]));
+        map.insert("6443/tcp".into(), Some(vec![binding(ip, port)]));
     }
-    ports
+    map
 }
 
 /// `first` followed by the user's volumes as Docker binds (`src:dst[:ro]`).
@@ -105,6 +130,29 @@ pub struct ClusterInfo {
     pub api_port: u16,
     #[serde(default)]
     pub nodes: Vec<NodeInfo>,
+    /// The server load balancer's container (empty without one).
+    #[serde(default)]
+    pub load_balancer: String,
+    /// Host-port mappings, the API port excepted.
+    #[serde(default)]
+    pub ports: Vec<PortInfo>,
+}
+
+/// One published host-port mapping of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortInfo {
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+    /// "tcp" or "udp".
+    pub protocol: String,
+    /// The container publishing it: a node, the load balancer, or the proxy of
+    /// a mapping added to the running cluster.
+    pub container: String,
+    /// Added to the running cluster (`port_add`), so `port_remove` can take it away.
+    #[serde(default)]
+    pub added: bool,
 }
 
 /// A cluster's kubeconfig for the two places it is used from.
@@ -162,6 +210,35 @@ pub trait Provider {
     /// waits for their restart log lines, then for every node Ready. Ok(false)
     /// when the cluster does not exist.
     async fn start(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool>;
+    /// Adds a host-port mapping to the running cluster's load balancer without
+    /// interrupting anything already published.
+    async fn port_add(
+        &self,
+        _cx: &ProviderCtx<'_>,
+        cluster: &str,
+        _port: &ValidPort,
+        _guard: &Guard,
+    ) -> Result<PortInfo> {
+        Err(no_port_edits(self.kind(), cluster))
+    }
+    /// Removes a mapping `port_add` made.
+    async fn port_remove(
+        &self,
+        _cx: &ProviderCtx<'_>,
+        cluster: &str,
+        _host_port: u16,
+        _protocol: &str,
+        _guard: &Guard,
+    ) -> Result<()> {
+        Err(no_port_edits(self.kind(), cluster))
+    }
+}
+
+fn no_port_edits(kind: ProviderKind, cluster: &str) -> crate::Error {
+    crate::Error::InvalidArgument(format!(
+        "cluster {cluster}: {} clusters have no load balancer to add port mappings to while they run; use the k3d provider, or map ports at create",
+        kind.as_str()
+    ))
 }
 
 /// Static dispatch over the providers (async trait methods are not object safe).
@@ -233,5 +310,24 @@ impl Provider for AnyProvider {
     }
     async fn start(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
         dispatch!(self, p => p.start(cx, cluster, guard).await)
+    }
+    async fn port_add(
+        &self,
+        cx: &ProviderCtx<'_>,
+        cluster: &str,
+        port: &ValidPort,
+        guard: &Guard,
+    ) -> Result<PortInfo> {
+        dispatch!(self, p => p.port_add(cx, cluster, port, guard).await)
+    }
+    async fn port_remove(
+        &self,
+        cx: &ProviderCtx<'_>,
+        cluster: &str,
+        host_port: u16,
+        protocol: &str,
+        guard: &Guard,
+    ) -> Result<()> {
+        dispatch!(self, p => p.port_remove(cx, cluster, host_port, protocol, guard).await)
     }
 }

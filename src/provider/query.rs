@@ -4,7 +4,7 @@
 use bollard::models::{ContainerSummary, NetworkConnectRequest};
 use std::collections::BTreeMap;
 
-use super::{ClusterInfo, Created, Kubeconfigs, NodeInfo, ProviderCtx};
+use super::{ClusterInfo, Created, Kubeconfigs, NodeInfo, PortInfo, ProviderCtx};
 use crate::docker;
 use crate::docker::summary_name;
 use crate::error::{Error, Result};
@@ -94,6 +94,8 @@ pub fn cluster_info(
         name: cluster.to_string(),
         status: status_of(&nodes).to_string(),
         running: status_of(&nodes) == "running",
+        load_balancer: String::new(),
+        ports: Vec::new(),
         provider: provider.to_string(),
         node_count: nodes.len(),
         version: String::new(),
@@ -110,6 +112,38 @@ pub fn cluster_info(
             })
             .collect(),
     }
+}
+
+/// The host-port mappings `c` publishes (one entry per mapping, whatever the
+/// address families), leaving out the API port of `api_container`.
+pub fn published_ports(c: &ContainerSummary, added: bool, skip_api: bool) -> Vec<PortInfo> {
+    let name = summary_name(c);
+    let mut out: Vec<PortInfo> = Vec::new();
+    for p in c.ports.iter().flatten() {
+        let Some(host_port) = p.public_port else {
+            continue;
+        };
+        if skip_api && p.private_port == 6443 {
+            continue;
+        }
+        let protocol = p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into());
+        let ip = p.ip.clone().unwrap_or_default();
+        let info = PortInfo {
+            host_ip: if ip == "::" { "0.0.0.0".into() } else { ip },
+            host_port,
+            container_port: p.private_port,
+            protocol,
+            container: name.clone(),
+            added,
+        };
+        if !out.iter().any(|o| {
+            (o.host_port, &o.protocol, o.container_port)
+                == (info.host_port, &info.protocol, info.container_port)
+        }) {
+            out.push(info);
+        }
+    }
+    out
 }
 
 /// The kubeconfig this process can use: in container mode, when we run in a
@@ -143,8 +177,10 @@ pub async fn reachable_kubeconfig<'k>(
 
 /// Where a provider's nodes keep the kubeconfig and how its entries are named.
 pub struct KubeconfigSource<'a> {
-    /// The node holding the file and publishing the API port 6443.
+    /// The node holding the file.
     pub node: &'a str,
+    /// The container publishing the API port 6443 (a load balancer, or `node`).
+    pub api_node: &'a str,
     pub path: &'a str,
     pub names: EntryNames,
     /// The server URL for containers on the cluster network.
@@ -175,15 +211,19 @@ pub async fn read_kubeconfigs(
     src: KubeconfigSource<'_>,
 ) -> Result<Kubeconfigs> {
     let node = src.node;
-    let (info, raw) = futures_util::future::try_join(docker::inspect(cx.docker, node), async {
-        docker::read_file(cx.docker, node, src.path)
-            .await
-            .map_err(|e| e.context(format!("cluster {cluster}: reading {} of {node}", src.path)))
-    })
-    .await?;
+    let (info, raw) =
+        futures_util::future::try_join(docker::inspect(cx.docker, src.api_node), async {
+            docker::read_file(cx.docker, node, src.path)
+                .await
+                .map_err(|e| {
+                    e.context(format!("cluster {cluster}: reading {} of {node}", src.path))
+                })
+        })
+        .await?;
     let port = docker::published_port(&info, "6443/tcp").ok_or_else(|| {
         Error::NotFound(format!(
-            "cluster {cluster}: node {node} has no published API port (is it running?)"
+            "cluster {cluster}: {} has no published API port (is it running?)",
+            src.api_node
         ))
     })?;
     let raw = String::from_utf8(raw).map_err(|_| {

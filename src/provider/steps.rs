@@ -121,7 +121,7 @@ pub async fn start_node(
             if message.contains("port is already allocated")
                 || message.contains("address already in use") =>
         {
-            let which = if api_port != 0 {
+            let which = if api_port != 0 && message.contains(&format!(":{api_port}")) {
                 format!(" (apiPort {api_port})")
             } else {
                 String::new()

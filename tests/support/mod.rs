@@ -14,6 +14,8 @@ use kecs_cluster::{CancellationToken, ClusterManager, ClusterManagerConfig};
 
 pub const SIM_IMAGE: &str = "kecs-sim/k3s:test";
 pub const SIM_KIND_IMAGE: &str = "kecs-sim/kind-node:test";
+/// The stand-in for k3d's proxy image (tests/lb-sim).
+pub const SIM_LB_IMAGE: &str = "kecs-sim/k3d-proxy:test";
 
 /// The simulator image standing in for `provider`'s node image.
 pub fn sim_image(provider: &str) -> &'static str {
@@ -34,9 +36,9 @@ pub async fn docker() -> Docker {
 
 static IMAGE_READY: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
 
-/// Builds `kecs-sim/k3s:test` with the documented script when it is missing or
-/// older than the simulator's sources.
-/// A separate target dir keeps the nested cargo off the lock `cargo test` holds.
+/// Builds the simulator images (nodes: `kecs-sim/k3s:test`, `kecs-sim/kind-node:test`;
+/// load balancers: `kecs-sim/k3d-proxy:test`, `kecs-sim/kind-lb:test`) with their
+/// documented scripts when missing or older than their sources.
 pub async fn ensure_sim_image() {
     let docker = docker().await;
     let mut ready = IMAGE_READY.lock().await;
@@ -44,28 +46,34 @@ pub async fn ensure_sim_image() {
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let script = root.join("tests/node-sim/build-image.sh");
-    let hash = std::process::Command::new("bash")
-        .arg(&script)
-        .arg("--hash")
-        .output()
-        .expect("running build-image.sh --hash");
-    let hash = String::from_utf8_lossy(&hash.stdout).trim().to_string();
-    let current = match docker.inspect_image(SIM_IMAGE).await {
-        Ok(img) => img
-            .config
-            .and_then(|c| c.labels)
-            .and_then(|l| l.get("kecs.sim.source-hash").cloned())
-            .is_some_and(|h| h == hash),
-        Err(_) => false,
-    };
-    if !current {
-        let status = std::process::Command::new("bash")
+    for (script, image) in [
+        ("tests/node-sim/build-image.sh", SIM_IMAGE),
+        ("tests/lb-sim/build-image.sh", SIM_LB_IMAGE),
+    ] {
+        let script = root.join(script);
+        let hash = std::process::Command::new("bash")
             .arg(&script)
-            .env("CARGO_TARGET_DIR", root.join("target/node-sim-image"))
-            .status()
-            .expect("running tests/node-sim/build-image.sh");
-        assert!(status.success(), "building {SIM_IMAGE} failed");
+            .arg("--hash")
+            .output()
+            .expect("running build-image.sh --hash");
+        let hash = String::from_utf8_lossy(&hash.stdout).trim().to_string();
+        let current = match docker.inspect_image(image).await {
+            Ok(img) => img
+                .config
+                .and_then(|c| c.labels)
+                .and_then(|l| l.get("kecs.sim.source-hash").cloned())
+                .is_some_and(|h| h == hash),
+            Err(_) => false,
+        };
+        if !current {
+            // a separate target dir keeps the nested cargo off the lock `cargo test` holds
+            let status = std::process::Command::new("bash")
+                .arg(&script)
+                .env("CARGO_TARGET_DIR", root.join("target/node-sim-image"))
+                .status()
+                .expect("running a build-image.sh");
+            assert!(status.success(), "building {image} failed");
+        }
     }
     *ready = true;
 }
@@ -113,6 +121,7 @@ pub fn config(dir: &Path, provider: &str) -> ClusterManagerConfig {
         image: Some(sim_image(provider).to_string()),
         privileged: Some(privileged()),
         kubeconfig_path: Some(dir.display().to_string()),
+        lb_image: Some(SIM_LB_IMAGE.to_string()),
         ..Default::default()
     }
 }

@@ -10,7 +10,7 @@ use bollard::query_parameters::InspectNetworkOptions;
 use std::collections::HashMap;
 
 use super::spec::{self, ClusterSpec, SERVER0};
-use super::{read_kubeconfigs, remove_objects, AGENT_READY, SERVER_READY};
+use super::{read_kubeconfigs, remove_objects, AGENT_READY, LB_READY, SERVER_READY};
 use crate::docker;
 use crate::error::{is_docker_not_found, Error, Result};
 use crate::guard::Guard;
@@ -29,6 +29,11 @@ pub async fn create(
     docker::ensure_image(cx.docker, &plan.image, guard)
         .await
         .map_err(|e| e.context(format!("cluster {cluster}")))?;
+    if plan.load_balancer.unwrap_or(true) {
+        docker::ensure_image(cx.docker, &cx.config.lb_image, guard)
+            .await
+            .map_err(|e| e.context(format!("cluster {cluster}: the load balancer's image")))?;
+    }
     steps::with_rollback(
         cluster,
         guard,
@@ -217,10 +222,14 @@ async fn build(
 
     // every container exists before any starts
     let nodes = spec.nodes();
-    let bodies = nodes
+    let lb = spec.has_lb().then(|| spec::lb_name(cluster));
+    let mut bodies: Vec<_> = nodes
         .iter()
         .map(|n| (spec::node_name(cluster, *n), spec.container(*n)))
         .collect();
+    if let Some(lb) = &lb {
+        bodies.push((lb.clone(), spec.lb_container()));
+    }
     steps::create_nodes(cx, cluster, bodies, guard).await?;
 
     let name = |n: NodeRef| spec::node_name(cluster, n);
@@ -236,9 +245,37 @@ async fn build(
         .map(|n| name(*n))
         .collect();
 
-    // Agents retry until server-0 answers, so they start together with it.
+    // Agents retry until server-0 answers, so they start together with it; the
+    // load balancer's configuration is written meanwhile (before its first start).
+    let lb_config = async {
+        match &lb {
+            Some(lb) => {
+                guard.check(&format!("cluster {cluster}: configuring {lb}"))?;
+                let yaml = spec::lb_values_yaml(&spec.lb_targets());
+                docker::write_file(cx.docker, lb, spec::LB_CONFIG_PATH, yaml.as_bytes(), 0o744)
+                    .await
+                    .map_err(|e| e.context(format!("cluster {cluster}")))
+            }
+            None => Ok(()),
+        }
+    };
+    let starts = async {
+        let s0 = steps::start_node(cx, cluster, &server0, plan.api_port, guard);
+        let agents = futures_util::future::join_all(
+            agents
+                .iter()
+                .map(|a| steps::start_node(cx, cluster, a, plan.api_port, guard)),
+        );
+        // join, not try_join: every start finishes, so rollback knows what runs
+        let (s0, agents) = futures_util::future::join(s0, agents).await;
+        s0?;
+        agents.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
+    };
+    let (configured, started) = futures_util::future::join(lb_config, starts).await;
+    configured?;
+    started?;
+
     let servers = async {
-        steps::start_node(cx, cluster, &server0, plan.api_port, guard).await?;
         wait_node(cx, cluster, &server0, SERVER_READY, guard).await?;
         for s in &joining_servers {
             steps::start_node(cx, cluster, s, plan.api_port, guard).await?;
@@ -246,11 +283,27 @@ async fn build(
         }
         Ok::<_, Error>(())
     };
-    let agents = async {
-        let starts = agents
-            .iter()
-            .map(|a| steps::start_node(cx, cluster, a, plan.api_port, guard));
-        futures_util::future::try_join_all(starts).await?;
+    // nginx resolves its upstreams when it starts: the load balancer starts once
+    // every server it names runs
+    let lb_up = async {
+        match &lb {
+            Some(lb) => {
+                steps::start_node(cx, cluster, lb, plan.api_port, guard).await?;
+                wait_node(cx, cluster, lb, LB_READY, guard).await
+            }
+            None => Ok(()),
+        }
+    };
+    let servers_and_lb = async {
+        if joining_servers.is_empty() {
+            let (servers, lb) = futures_util::future::join(servers, lb_up).await;
+            servers.and(lb)
+        } else {
+            servers.await?;
+            lb_up.await
+        }
+    };
+    let agents_ready = async {
         if plan.wait_ready {
             let waits = agents
                 .iter()
@@ -259,9 +312,9 @@ async fn build(
         }
         Ok::<_, Error>(())
     };
-    futures_util::future::try_join(servers, agents).await?;
+    futures_util::future::try_join(servers_and_lb, agents_ready).await?;
 
-    let all: Vec<String> = nodes.iter().map(|n| name(*n)).collect();
+    let all: Vec<String> = nodes.iter().map(|n| name(*n)).chain(lb.clone()).collect();
     finish_create(
         cx,
         cluster,
@@ -270,7 +323,7 @@ async fn build(
         plan.wait_ready,
         guard,
         steps::set_restart_policy(cx, cluster, &all, unless_stopped(), guard),
-        read_kubeconfigs(cx, cluster, &server0),
+        read_kubeconfigs(cx, cluster, &server0, lb.as_deref().unwrap_or(&server0)),
     )
     .await
 }

@@ -4,6 +4,7 @@
 //! tools container: nodes are reached directly.
 
 mod create;
+mod ports;
 pub mod spec;
 
 use bollard::models::ContainerSummary;
@@ -12,13 +13,13 @@ use std::collections::BTreeMap;
 
 use super::lifecycle::{self, names_where, NodeStart};
 use super::query::{self, cluster_info, node_summary, reachable_kubeconfig, KubeconfigSource};
-use super::{ClusterInfo, Created, Kubeconfigs, Provider, ProviderCtx};
+use super::{ClusterInfo, Created, Kubeconfigs, PortInfo, Provider, ProviderCtx};
 use crate::config::ProviderKind;
 use crate::docker::{self, summary_label, summary_name};
 use crate::error::{is_docker_not_found, Error, Result};
 use crate::guard::Guard;
 use crate::kubeconfig::EntryNames;
-use crate::options::CreatePlan;
+use crate::options::{CreatePlan, ValidPort};
 use crate::readiness;
 
 pub struct K3dProvider;
@@ -45,11 +46,35 @@ fn cluster_labels(cluster: &str) -> [(&str, &str); 2] {
 
 /// The cluster's server and agent containers (other k3d roles are ignored).
 async fn node_containers(cx: &ProviderCtx<'_>, cluster: &str) -> Result<Vec<ContainerSummary>> {
+    let all = cluster_containers(cx, cluster).await?;
+    Ok(all.into_iter().filter(is_node).collect())
+}
+
+/// The cluster's nodes, load balancer and port proxies (not a registry).
+async fn cluster_containers(cx: &ProviderCtx<'_>, cluster: &str) -> Result<Vec<ContainerSummary>> {
     let all = docker::containers_with_labels(cx.docker, &cluster_labels(cluster)).await?;
-    Ok(all
-        .into_iter()
-        .filter(|c| matches!(summary_label(c, "k3d.role"), Some("server" | "agent")))
-        .collect())
+    Ok(all.into_iter().filter(|c| role(c) != "registry").collect())
+}
+
+/// The cluster's containers, or NotFound when it has no node.
+async fn existing_cluster(cx: &ProviderCtx<'_>, cluster: &str) -> Result<Vec<ContainerSummary>> {
+    let all = cluster_containers(cx, cluster).await?;
+    if !all.iter().any(is_node) {
+        return Err(Error::NotFound(format!("cluster {cluster} does not exist")));
+    }
+    Ok(all)
+}
+
+fn is_node(c: &ContainerSummary) -> bool {
+    matches!(role(c), "server" | "agent")
+}
+
+/// The container publishing the API: the load balancer, else server-0.
+fn api_container(all: &[ContainerSummary], server0: &str) -> String {
+    all.iter()
+        .find(|c| role(c) == "loadbalancer")
+        .map(summary_name)
+        .unwrap_or_else(|| server0.to_string())
 }
 
 fn entry_names(cluster: &str) -> EntryNames {
@@ -60,14 +85,17 @@ fn entry_names(cluster: &str) -> EntryNames {
     }
 }
 
-/// The kubeconfig k3s wrote in `server`, for both uses.
+/// The kubeconfig k3s wrote in `server`, for both uses, pointing at the host
+/// port `api_node` (the load balancer, or server-0 without one) publishes.
 async fn read_kubeconfigs(
     cx: &ProviderCtx<'_>,
     cluster: &str,
     server: &str,
+    api_node: &str,
 ) -> Result<Kubeconfigs> {
     let src = KubeconfigSource {
         node: server,
+        api_node,
         path: spec::KUBECONFIG_OUTPUT,
         names: entry_names(cluster),
         internal_url: spec::internal_url(cluster),
@@ -185,30 +213,53 @@ impl Provider for K3dProvider {
     }
 
     async fn kubeconfig(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<Kubeconfigs> {
-        let nodes = node_containers(cx, cluster).await?;
-        let server = server0(&nodes, cluster)?;
-        read_kubeconfigs(cx, cluster, &server).await
+        let all = cluster_containers(cx, cluster).await?;
+        let server = server0(&all, cluster)?;
+        read_kubeconfigs(cx, cluster, &server, &api_container(&all, &server)).await
     }
 
     async fn info(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<Option<ClusterInfo>> {
-        let nodes = node_containers(cx, cluster).await?;
-        if nodes.is_empty() {
+        let all = cluster_containers(cx, cluster).await?;
+        if !all.iter().any(is_node) {
             return Ok(None);
         }
-        Ok(Some(info_from(cluster, &nodes)))
+        Ok(Some(info_from(cluster, &all)))
     }
 
     async fn list(&self, cx: &ProviderCtx<'_>) -> Result<Vec<ClusterInfo>> {
         let all = docker::containers_with_labels(cx.docker, &[("app", "k3d")]).await?;
-        let nodes = all
-            .into_iter()
-            .filter(|c| matches!(summary_label(c, "k3d.role"), Some("server" | "agent")));
+        let members = all.into_iter().filter(|c| role(c) != "registry");
         let by_cluster =
-            query::group_by_cluster(nodes.collect(), "k3d.cluster", &cx.config.name_prefix);
+            query::group_by_cluster(members.collect(), "k3d.cluster", &cx.config.name_prefix);
         Ok(by_cluster
             .iter()
             .map(|(name, nodes)| info_from(name, nodes))
             .collect())
+    }
+
+    async fn port_add(
+        &self,
+        cx: &ProviderCtx<'_>,
+        cluster: &str,
+        port: &ValidPort,
+        guard: &Guard,
+    ) -> Result<PortInfo> {
+        let all = existing_cluster(cx, cluster).await?;
+        let info = info_from(cluster, &all);
+        ports::add(cx, cluster, &all, port, &info.ports, guard).await
+    }
+
+    async fn port_remove(
+        &self,
+        cx: &ProviderCtx<'_>,
+        cluster: &str,
+        host_port: u16,
+        protocol: &str,
+        guard: &Guard,
+    ) -> Result<()> {
+        let all = existing_cluster(cx, cluster).await?;
+        let info = info_from(cluster, &all);
+        ports::remove(cx, cluster, &all, host_port, protocol, &info.ports, guard).await
     }
 
     async fn stop(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
@@ -420,19 +471,39 @@ fn server0(nodes: &[ContainerSummary], cluster: &str) -> Result<String> {
         })
 }
 
-fn info_from(cluster: &str, nodes: &[ContainerSummary]) -> ClusterInfo {
-    let summaries = nodes
-        .iter()
-        .map(|c| node_summary(c, summary_label(c, "k3d.role").unwrap_or(""), 6443))
-        .collect();
+/// The cluster as its containers show it: nodes, load balancer and port proxies
+/// count for its status; only servers and agents for its node count.
+fn info_from(cluster: &str, all: &[ContainerSummary]) -> ClusterInfo {
+    let summaries = all.iter().map(|c| node_summary(c, role(c), 6443)).collect();
     let mut metadata = BTreeMap::new();
-    if let Some(net) = nodes
+    if let Some(net) = all
         .first()
         .and_then(|c| summary_label(c, "k3d.cluster.network"))
     {
         metadata.insert("network".to_string(), net.to_string());
     }
-    cluster_info("k3d", cluster, summaries, metadata)
+    let mut info = cluster_info("k3d", cluster, summaries, metadata);
+    info.node_count = all.iter().filter(|c| is_node(c)).count();
+    // the node image, not the load balancer's
+    if let Some(image) = all
+        .iter()
+        .filter(|c| is_node(c))
+        .find_map(|c| c.image.clone())
+    {
+        info.metadata.insert("image".into(), image);
+    }
+    info.load_balancer = all
+        .iter()
+        .find(|c| role(c) == "loadbalancer")
+        .map(summary_name)
+        .unwrap_or_default();
+    let mut ports: Vec<PortInfo> = all
+        .iter()
+        .flat_map(|c| query::published_ports(c, role(c) == spec::PORT_PROXY_ROLE, true))
+        .collect();
+    ports.sort();
+    info.ports = ports;
+    info
 }
 
 /// `2026-11-26T08:00:00.123456789Z` → whole Unix seconds.

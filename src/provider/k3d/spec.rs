@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use crate::config::ResolvedConfig;
 use crate::options::{CreatePlan, NodeRef, Role};
-use crate::provider::{binds, port_bindings, PortMap};
+use crate::provider::{binds, lb_port_bindings, port_bindings, PortMap};
 
 /// Value of the `k3d.version` label on what we create.
 pub const K3D_VERSION_LABEL: &str = concat!("kecs-cluster-v", env!("CARGO_PKG_VERSION"));
@@ -37,6 +37,44 @@ pub fn user_name(cluster: &str) -> String {
 }
 pub fn internal_url(cluster: &str) -> String {
     format!("https://k3d-{cluster}-server-0:6443")
+}
+/// k3d's server load balancer.
+pub fn lb_name(cluster: &str) -> String {
+    format!("k3d-{cluster}-serverlb")
+}
+/// The proxy carrying one port mapping added to a running cluster. Its name
+/// starts with the load balancer's, so `docker ps --filter name=k3d-<c>-serverlb`
+/// (how KECS looks for mapped ports) shows it too.
+pub fn port_proxy_name(cluster: &str, host_port: u16, protocol: &str) -> String {
+    format!("k3d-{cluster}-serverlb-{host_port}-{protocol}")
+}
+/// Where k3d's proxy image reads its configuration (k3d writes it before the
+/// first start; confd re-renders nginx's configuration when it changes).
+pub const LB_CONFIG_PATH: &str = "/etc/confd/values.yaml";
+/// k3d's `DefaultLoadbalancerWorkerConnections`.
+pub const LB_WORKER_CONNECTIONS: u32 = 1024;
+/// Labels of a port proxy: the mapping it carries.
+pub const PORT_LABEL_HOST: &str = "kecs.port.host";
+pub const PORT_LABEL_HOST_IP: &str = "kecs.port.hostIP";
+pub const PORT_LABEL_CONTAINER: &str = "kecs.port.container";
+pub const PORT_LABEL_PROTOCOL: &str = "kecs.port.protocol";
+
+/// k3d's `/etc/confd/values.yaml` (sigs.k8s.io/yaml: keys sorted, sequences not
+/// indented): each `<containerPort>.<proto>` → the node names it forwards to.
+pub fn lb_values_yaml(ports: &std::collections::BTreeMap<String, Vec<String>>) -> String {
+    let mut keys: Vec<&String> = ports.keys().collect();
+    keys.sort();
+    let mut out = String::from("ports:\n");
+    for k in keys {
+        out.push_str(&format!("  {k}:\n"));
+        for n in &ports[k] {
+            out.push_str(&format!("  - {n}\n"));
+        }
+    }
+    out.push_str(&format!(
+        "settings:\n  workerConnections: {LB_WORKER_CONNECTIONS}\n"
+    ));
+    out
 }
 
 pub const SERVER0: NodeRef = NodeRef {
@@ -72,8 +110,42 @@ impl ClusterSpec<'_> {
         self.plan.servers > 1
     }
 
+    /// Whether the cluster gets k3d's server load balancer (the default).
+    pub fn has_lb(&self) -> bool {
+        self.plan.load_balancer.unwrap_or(true)
+    }
+
     /// The labels k3d puts on every node of the cluster, plus the user's.
     pub fn labels(&self, node: NodeRef) -> HashMap<String, String> {
+        let mut l = self.global_labels(node.role.as_str());
+        let c = self.cluster;
+        let lb = if self.has_lb() {
+            lb_name(c)
+        } else {
+            String::new()
+        };
+        l.insert("k3d.server.loadbalancer".into(), lb);
+        if node.role == Role::Server {
+            let ip = self.config.api_host_ip.to_string();
+            l.insert("k3d.server.api.host".into(), ip.clone());
+            l.insert("k3d.server.api.hostIP".into(), ip);
+            // empty only when Docker is left to pick the port (never by the manager)
+            let port = if self.plan.api_port == 0 {
+                String::new()
+            } else {
+                self.plan.api_port.to_string()
+            };
+            l.insert("k3d.server.api.port".into(), port);
+            if self.multi_server() {
+                l.insert("k3d.server.init".into(), (node == SERVER0).to_string());
+            }
+        }
+        l
+    }
+
+    /// The labels of every container of the cluster (k3d's runtime and cluster
+    /// labels), with `role`, plus the user's.
+    pub fn global_labels(&self, role: &str) -> HashMap<String, String> {
         let c = self.cluster;
         let mut l: HashMap<String, String> = self
             .plan
@@ -86,7 +158,7 @@ impl ClusterSpec<'_> {
         };
         set("app", "k3d".into());
         set("k3d.version", K3D_VERSION_LABEL.into());
-        set("k3d.role", node.role.as_str().into());
+        set("k3d.role", role.into());
         set("k3d.cluster", c.into());
         set("k3d.cluster.token", self.token.into());
         set("k3d.cluster.url", internal_url(c));
@@ -98,23 +170,6 @@ impl ClusterSpec<'_> {
             self.network_external.to_string(),
         );
         set("k3d.cluster.imageVolume", image_volume(c));
-        // no load balancer yet: nodes are reached directly
-        set("k3d.server.loadbalancer", String::new());
-        if node.role == Role::Server {
-            let ip = self.config.api_host_ip.to_string();
-            set("k3d.server.api.host", ip.clone());
-            set("k3d.server.api.hostIP", ip);
-            // empty when Docker picks the port: the real one is read from the container
-            let port = if self.plan.api_port == 0 {
-                String::new()
-            } else {
-                self.plan.api_port.to_string()
-            };
-            set("k3d.server.api.port", port);
-            if self.multi_server() {
-                set("k3d.server.init", (node == SERVER0).to_string());
-            }
-        }
         l
     }
 
@@ -150,6 +205,10 @@ impl ClusterSpec<'_> {
             }
             cmd.push("--tls-san".into());
             cmd.push(self.config.api_host_ip.to_string());
+            if self.has_lb() {
+                cmd.push("--tls-san".into());
+                cmd.push(lb_name(self.cluster));
+            }
             if let Some(h) = &self.config.host_address {
                 cmd.push("--tls-san".into());
                 cmd.push(h.clone());
@@ -160,8 +219,44 @@ impl ClusterSpec<'_> {
 
     fn port_bindings(&self, node: NodeRef) -> PortMap {
         let ip = self.config.api_host_ip.to_string();
-        let api = (node == SERVER0).then_some((ip.as_str(), self.plan.api_port));
-        port_bindings(self.plan, node, api)
+        // with a load balancer only it publishes the API
+        let api = (node == SERVER0 && !self.has_lb()).then_some((ip.as_str(), self.plan.api_port));
+        port_bindings(self.plan, node, api, self.has_lb())
+    }
+
+    /// What the load balancer forwards at create: the API to every server, and
+    /// each of its port mappings to every server and agent (k3d's
+    /// `servers:*:proxy`, `agents:*:proxy`).
+    pub fn lb_targets(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        let names = |role: Role| -> Vec<String> {
+            self.nodes()
+                .into_iter()
+                .filter(|n| n.role == role)
+                .map(|n| node_name(self.cluster, n))
+                .collect()
+        };
+        let servers = names(Role::Server);
+        let every: Vec<String> = servers.iter().cloned().chain(names(Role::Agent)).collect();
+        let mut ports = std::collections::BTreeMap::from([("6443.tcp".to_string(), servers)]);
+        for p in self.plan.ports.iter().filter(|p| p.on_lb(true)) {
+            let key = format!("{}.{}", p.container_port, p.protocol);
+            ports.entry(key).or_insert_with(|| every.clone());
+        }
+        ports
+    }
+
+    /// The load balancer's container body (k3d's `LoadbalancerPrepare`): the
+    /// proxy image, the cluster's labels, the API and its port mappings
+    /// published, no command of ours.
+    pub fn lb_container(&self) -> ContainerCreateBody {
+        let ip = self.config.api_host_ip.to_string();
+        let ports = lb_port_bindings(self.plan, (ip.as_str(), self.plan.api_port));
+        proxy_container(
+            self.cluster,
+            &self.config.lb_image,
+            self.global_labels("loadbalancer"),
+            ports,
+        )
     }
 
     fn binds(&self) -> Vec<String> {
@@ -207,6 +302,37 @@ impl ClusterSpec<'_> {
             }),
             ..Default::default()
         }
+    }
+}
+
+/// A proxy container on the cluster network publishing `ports` (the load
+/// balancer, or a port proxy added later).
+pub fn proxy_container(
+    cluster: &str,
+    image: &str,
+    labels: HashMap<String, String>,
+    ports: PortMap,
+) -> ContainerCreateBody {
+    let network = network_name(cluster);
+    let mut endpoints = HashMap::new();
+    endpoints.insert(network.clone(), EndpointSettings::default());
+    ContainerCreateBody {
+        image: Some(image.to_string()),
+        labels: Some(labels),
+        exposed_ports: Some(ports.keys().cloned().collect()),
+        host_config: Some(HostConfig {
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            port_bindings: Some(ports),
+            network_mode: Some(network),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(endpoints),
+        }),
+        ..Default::default()
     }
 }
 

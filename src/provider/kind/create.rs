@@ -30,6 +30,11 @@ pub fn check_plan(plan: &CreatePlan) -> Result<()> {
             plan.servers
         )));
     }
+    if plan.load_balancer == Some(true) || plan.ports.iter().any(|p| p.on_lb(false)) {
+        return Err(Error::InvalidArgument(
+            "kind clusters have no load balancer for port mappings: publish ports on a node (\"server:0\", \"agent:N\")".into(),
+        ));
+    }
     if !plan.k3s_args.is_empty() {
         return Err(Error::InvalidArgument(
             "k3sArgs apply to k3d clusters only; the kind provider takes none".into(),

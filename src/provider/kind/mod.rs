@@ -45,6 +45,7 @@ async fn read_kubeconfigs(cx: &ProviderCtx<'_>, cluster: &str, cp: &str) -> Resu
     let entry = spec::entry_name(cluster);
     let src = KubeconfigSource {
         node: cp,
+        api_node: cp,
         path: spec::ADMIN_CONF,
         names: EntryNames {
             cluster: entry.clone(),

@@ -105,7 +105,7 @@ impl ClusterSpec<'_> {
     fn port_bindings(&self, node: NodeRef) -> PortMap {
         let ip = self.config.api_host_ip.to_string();
         let api = (node.role == Role::Server).then_some((ip.as_str(), self.plan.api_port));
-        port_bindings(self.plan, node, api)
+        port_bindings(self.plan, node, api, false)
     }
 
     fn binds(&self) -> Vec<String> {
