@@ -105,3 +105,23 @@ func (m *Manager) IsClusterRunning(ctx context.Context, name string) (bool, erro
 func (m *Manager) GetKubernetesAPIPort(ctx context.Context, name string) (int, error) {
 	return 0, errNoCgo
 }
+
+// AddPortMapping fails with ErrCgoRequired.
+func (m *Manager) AddPortMapping(ctx context.Context, cluster string, hostPort, nodePort int32) error {
+	return errNoCgo
+}
+
+// AddPortMappingWith fails with ErrCgoRequired.
+func (m *Manager) AddPortMappingWith(ctx context.Context, cluster string, p PortMapping) (PortMapping, error) {
+	return PortMapping{}, errNoCgo
+}
+
+// RemovePortMapping fails with ErrCgoRequired.
+func (m *Manager) RemovePortMapping(ctx context.Context, cluster string, hostPort int32) error {
+	return errNoCgo
+}
+
+// PortMappings fails with ErrCgoRequired.
+func (m *Manager) PortMappings(ctx context.Context, cluster string) ([]PortMapping, error) {
+	return nil, errNoCgo
+}
