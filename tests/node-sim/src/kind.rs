@@ -115,7 +115,12 @@ impl Node {
             &sans,
         )?;
         let ca = issued.ca.clone();
-        let (state, _) = State::open(token, ca.cert_pem.clone(), Some(dir.join("db")));
+        let (state, _) = State::open(
+            token,
+            ca.cert_pem.clone(),
+            Some(dir.join("db")),
+            crate::state::service_net(conf.service_subnet.as_deref()),
+        );
         let state = Arc::new(state);
         state.register(self.me.clone());
         let listener = tokio::net::TcpListener::bind(("0.0.0.0", 6443))

@@ -8,6 +8,7 @@ pub struct KubeadmConf {
     pub api_server_endpoint: Option<String>,
     pub token: Option<String>,
     pub cert_sans: Vec<String>,
+    pub service_subnet: Option<String>,
 }
 
 fn unquote(v: &str) -> String {
@@ -36,6 +37,7 @@ pub fn parse(text: &str) -> KubeadmConf {
             "apiServerEndpoint" => c.api_server_endpoint = Some(unquote(v)),
             "token" if c.token.is_none() => c.token = Some(unquote(v)),
             "certSANs" => in_sans = true,
+            "serviceSubnet" => c.service_subnet = Some(unquote(v)),
             _ => {}
         }
     }
@@ -47,7 +49,7 @@ mod tests {
     #[test]
     fn reads_kind_values() {
         let c = super::parse(
-            "apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\nclusterName: \"kecs-a\"\ncontrolPlaneEndpoint: \"kecs-a-control-plane:6443\"\napiServer:\n  certSANs:\n  - \"localhost\"\n  - \"127.0.0.1\"\n  extraArgs: {}\n---\nbootstrapTokens:\n- token: \"abcdef.0123456789abcdef\"\ndiscovery:\n  bootstrapToken:\n    apiServerEndpoint: \"kecs-a-control-plane:6443\"\n    token: \"abcdef.0123456789abcdef\"\n",
+            "apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\nclusterName: \"kecs-a\"\ncontrolPlaneEndpoint: \"kecs-a-control-plane:6443\"\nnetworking:\n  serviceSubnet: \"10.96.0.0/16\"\napiServer:\n  certSANs:\n  - \"localhost\"\n  - \"127.0.0.1\"\n  extraArgs: {}\n---\nbootstrapTokens:\n- token: \"abcdef.0123456789abcdef\"\ndiscovery:\n  bootstrapToken:\n    apiServerEndpoint: \"kecs-a-control-plane:6443\"\n    token: \"abcdef.0123456789abcdef\"\n",
         );
         assert_eq!(c.cluster_name.as_deref(), Some("kecs-a"));
         assert_eq!(
@@ -60,5 +62,6 @@ mod tests {
         );
         assert_eq!(c.token.as_deref(), Some("abcdef.0123456789abcdef"));
         assert_eq!(c.cert_sans, vec!["localhost", "127.0.0.1"]);
+        assert_eq!(c.service_subnet.as_deref(), Some("10.96.0.0/16"));
     }
 }

@@ -371,8 +371,12 @@ async fn run_server(
         ips,
         &args.tls_sans,
     )?;
-    let (state, restarted) =
-        State::open(token.clone(), pki.ca.cert_pem.clone(), Some(dir.join("db")));
+    let (state, restarted) = State::open(
+        token.clone(),
+        pki.ca.cert_pem.clone(),
+        Some(dir.join("db")),
+        state::service_net(None),
+    );
     let state = Arc::new(state);
     if server_url.is_none() {
         state.register(me.clone());

@@ -135,6 +135,17 @@ pub struct State {
     ports: tokio::sync::watch::Sender<(u64, Vec<u16>)>,
     /// when each node was last heard from (registration or port poll)
     seen: Mutex<HashMap<String, Instant>>,
+    /// the first two octets of the service network (a /16): k3s's 10.43, or
+    /// the `serviceSubnet` of kind's kubeadm configuration (10.96 by default)
+    service_net: (u8, u8),
+}
+
+/// `10.96.0.0/16` → (10, 96); anything else (IPv6, unparsable) → k3s's 10.43.
+pub fn service_net(cidr: Option<&str>) -> (u8, u8) {
+    cidr.and_then(|c| c.split('/').next())
+        .and_then(|ip| ip.parse::<std::net::Ipv4Addr>().ok())
+        .map(|ip| (ip.octets()[0], ip.octets()[1]))
+        .unwrap_or((10, 43))
 }
 
 #[derive(Default, serde::Serialize, serde::Deserialize)]
@@ -264,7 +275,12 @@ impl State {
     /// The state kept in `data_dir` if a previous run left one there (the bool is
     /// true: a restart), else a new cluster's: default namespaces, the
     /// `kubernetes` and `kube-dns` services, CoreDNS's config map.
-    pub fn open(token: String, ca_pem: String, data_dir: Option<PathBuf>) -> (Self, bool) {
+    pub fn open(
+        token: String,
+        ca_pem: String,
+        data_dir: Option<PathBuf>,
+        service_net: (u8, u8),
+    ) -> (Self, bool) {
         let saved: Option<Inner> = data_dir
             .as_ref()
             .and_then(|d| std::fs::read(d.join("state.json")).ok())
@@ -284,6 +300,7 @@ impl State {
             ca_pem,
             ports,
             seen: Mutex::new(HashMap::new()),
+            service_net,
         };
         if restarted {
             state.purge_orphans();
@@ -304,6 +321,7 @@ impl State {
     }
 
     fn seed(&self) {
+        let (a, b) = self.service_net;
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             self.create("namespaces", "", &json!({"metadata": {"name": ns}}))
                 .expect("seed namespace");
@@ -313,14 +331,14 @@ impl State {
                 "services",
                 "default",
                 json!({"metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
-                       "spec": {"clusterIP": "10.43.0.1", "ports": [{"name": "https", "port": 443, "targetPort": 6443}]}}),
+                       "spec": {"clusterIP": format!("{a}.{b}.0.1"), "ports": [{"name": "https", "port": 443, "targetPort": 6443}]}}),
             ),
             (
                 "services",
                 "kube-system",
                 json!({"metadata": {"name": "kube-dns", "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "CoreDNS"},
                                     "annotations": {"prometheus.io/port": "9153", "prometheus.io/scrape": "true"}},
-                       "spec": {"clusterIP": "10.43.0.10", "selector": {"k8s-app": "kube-dns"}, "ports": [
+                       "spec": {"clusterIP": format!("{a}.{b}.0.10"), "selector": {"k8s-app": "kube-dns"}, "ports": [
                            {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
                            {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
                            {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 9153}]}}),
@@ -539,9 +557,8 @@ impl State {
         obj["metadata"] = Value::Object(m);
         match resource {
             "namespaces" => default_namespace(&mut obj, &name),
-            "services" => {
-                default_service(&mut obj, &inner, None).map_err(|e| invalid(kind, &name, &e))?
-            }
+            "services" => default_service(&mut obj, &inner, None, self.service_net)
+                .map_err(|e| invalid(kind, &name, &e))?,
             "configmaps" => check_configmap(&obj).map_err(|e| invalid(kind, &name, &e))?,
             _ => {}
         }
@@ -642,7 +659,7 @@ impl State {
         }
         match resource {
             "namespaces" => default_namespace(&mut obj, name),
-            "services" => default_service(&mut obj, &inner, Some(&old))
+            "services" => default_service(&mut obj, &inner, Some(&old), self.service_net)
                 .map_err(|e| invalid(kind, name, &e))?,
             "configmaps" => check_configmap(&obj).map_err(|e| invalid(kind, name, &e))?,
             _ => {}
@@ -861,7 +878,12 @@ const NODE_PORT_MAX: u16 = 32767;
 /// target ports, node ports for NodePort/LoadBalancer (allocated in 30000-32767
 /// when not given, refused when taken), traffic policies; `old` keeps the
 /// addresses and ports an update does not change.
-fn default_service(obj: &mut Value, inner: &Inner, old: Option<&Value>) -> Result<(), String> {
+fn default_service(
+    obj: &mut Value,
+    inner: &Inner,
+    old: Option<&Value>,
+    net: (u8, u8),
+) -> Result<(), String> {
     let self_key = old.map(|o| {
         (
             o["metadata"]["namespace"]
@@ -963,7 +985,7 @@ fn default_service(obj: &mut Value, inner: &Inner, old: Option<&Value>) -> Resul
                 let used: BTreeSet<String> = others()
                     .filter_map(|(_, s)| s["spec"]["clusterIP"].as_str().map(String::from))
                     .collect();
-                allocate_cluster_ip(&used)
+                allocate_cluster_ip(&used, net)
             }
         };
         spec["clusterIP"] = json!(ip);
@@ -997,18 +1019,18 @@ fn allocate_node_port(used: &BTreeSet<u64>, here: &BTreeSet<u64>) -> Option<u64>
         .find(|p| !used.contains(p) && !here.contains(p))
 }
 
-/// The next free address in k3s's service CIDR 10.43.0.0/16.
-fn allocate_cluster_ip(used: &BTreeSet<String>) -> String {
-    let mut b = [0u8; 2];
-    let _ = getrandom::fill(&mut b);
-    let start = u32::from(u16::from_le_bytes(b));
+/// A free address in the service network (a /16), never `.1` (kubernetes) or
+/// `.10` (kube-dns) of its first /24.
+fn allocate_cluster_ip(used: &BTreeSet<String>, (a, b): (u8, u8)) -> String {
+    let mut r = [0u8; 2];
+    let _ = getrandom::fill(&mut r);
+    let start = u32::from(u16::from_le_bytes(r));
     (0..65_534u32)
         .map(|i| 1 + (start + i) % 65_534)
-        .map(|n| format!("10.43.{}.{}", n >> 8, n & 0xff))
-        .find(|ip| {
-            !used.contains(ip) && !ip.ends_with(".0") && ip != "10.43.0.1" && ip != "10.43.0.10"
-        })
-        .unwrap_or_else(|| "10.43.255.254".into())
+        .filter(|n| n & 0xff != 0 && *n != 1 && *n != 10)
+        .map(|n| format!("{a}.{b}.{}.{}", n >> 8, n & 0xff))
+        .find(|ip| !used.contains(ip))
+        .unwrap_or_else(|| format!("{a}.{b}.255.254"))
 }
 
 fn node_object(n: &NodeRecord, rv: u64, ready: bool) -> Value {
@@ -1096,7 +1118,7 @@ mod tests {
     fn state_survives_a_reopen() {
         let dir = std::env::temp_dir().join(format!("kecs-sim-state-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let (s, restarted) = State::open("t".into(), "ca".into(), Some(dir.clone()));
+        let (s, restarted) = State::open("t".into(), "ca".into(), Some(dir.clone()), (10, 43));
         assert!(!restarted);
         let created = s.create("namespaces", "", &ns("keep")).unwrap();
         let svc = s
@@ -1112,7 +1134,7 @@ mod tests {
             .parse()
             .unwrap();
         drop(s);
-        let (s, restarted) = State::open("t".into(), "ca".into(), Some(dir.clone()));
+        let (s, restarted) = State::open("t".into(), "ca".into(), Some(dir.clone()), (10, 43));
         assert!(restarted);
         let again = s.get("namespaces", "", "keep", None).unwrap();
         assert_eq!(again["metadata"]["uid"], created["metadata"]["uid"]);
@@ -1138,7 +1160,7 @@ mod tests {
 
     #[test]
     fn services_get_node_ports_and_conflicts_are_refused() {
-        let (s, _) = State::open("t".into(), "ca".into(), None);
+        let (s, _) = State::open("t".into(), "ca".into(), None, (10, 96));
         let a = s
             .create(
                 "services",
@@ -1179,7 +1201,7 @@ mod tests {
 
     #[test]
     fn protected_namespaces_and_immutable_config_maps() {
-        let (s, _) = State::open("t".into(), "ca".into(), None);
+        let (s, _) = State::open("t".into(), "ca".into(), None, (10, 96));
         assert!(matches!(
             s.delete("namespaces", "", "kube-system"),
             Err(ApiError::Forbidden { .. })
@@ -1206,7 +1228,7 @@ mod tests {
 
     #[test]
     fn selectors_filter_lists() {
-        let (s, _) = State::open("t".into(), "ca".into(), None);
+        let (s, _) = State::open("t".into(), "ca".into(), None, (10, 96));
         let sel = Selectors::parse("metadata.name=default", "").unwrap();
         let l = s.list("namespaces", None, &sel, None);
         assert_eq!(l["items"].as_array().unwrap().len(), 1);
