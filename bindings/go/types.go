@@ -7,17 +7,20 @@ import (
 
 // Config configures a Manager. Zero values mean "default": empty strings and nil
 // pointers fall back to the environment (KECS_CLUSTER_PROVIDER, KECS_CONTAINER_MODE,
-// KECS_KUBECONFIG_PATH, KECS_K3S_IMAGE, DOCKER_HOST) and then to the defaults.
+// KECS_KUBECONFIG_PATH, KECS_K3S_IMAGE, KECS_KIND_IMAGE, KECS_LB_IMAGE,
+// KECS_PRIVILEGED, DOCKER_HOST) and then to the defaults. A set field always wins
+// over the environment.
 type Config struct {
 	Provider       string  `json:"provider,omitempty"`       // "k3d" (default) or "kind"
-	ContainerMode  bool    `json:"containerMode,omitempty"`  // KECS runs inside a container
+	ContainerMode  *bool   `json:"containerMode,omitempty"`  // nil = $KECS_CONTAINER_MODE; KECS runs inside a container
 	KubeconfigPath string  `json:"kubeconfigPath,omitempty"` // a directory for <cluster>.config files
 	HostAddress    string  `json:"hostAddress,omitempty"`    // extra name/IP the API certificate covers
 	Image          string  `json:"image,omitempty"`          // node image
 	DockerHost     string  `json:"dockerHost,omitempty"`     // unix:// or tcp:// address
 	APIHostIP      string  `json:"apiHostIp,omitempty"`      // where the API port is published (127.0.0.1)
 	NamePrefix     *string `json:"namePrefix,omitempty"`     // nil = "kecs-"
-	Privileged     *bool   `json:"privileged,omitempty"`     // nil = true (k3s needs it)
+	Privileged     *bool   `json:"privileged,omitempty"`     // nil = $KECS_PRIVILEGED, else true (k3s needs it)
+	LBImage        string  `json:"lbImage,omitempty"`        // k3d's load balancer image (ghcr.io/k3d-io/k3d-proxy:5.8.3)
 }
 
 // PortMapping publishes a node port on the host.
