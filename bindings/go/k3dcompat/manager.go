@@ -172,18 +172,27 @@ func (m *K3dClusterManager) AddVolumeMount(mount VolumeMount) {
 // AdditionalOptions configures one. An existing cluster is not an error.
 func (m *K3dClusterManager) CreateCluster(ctx context.Context, name string) error {
 	cfg := m.snapshot()
+	ports, err := defaultPorts(cfg)
+	if err != nil {
+		return err
+	}
+	return m.create(ctx, cfg, name, ports)
+}
+
+// defaultPorts are CreateCluster's host port → node port mappings.
+func defaultPorts(cfg ClusterManagerConfig) (map[int32]int32, error) {
 	ports := make(map[int32]int32, len(defaultALBPorts))
 	for h, n := range defaultALBPorts {
 		ports[h] = n
 	}
 	start, end, err := albRange(cfg.AdditionalOptions)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for i := 0; start > 0 && start+i <= end; i++ {
 		ports[int32(start+i)] = int32(albNodePortBase + i)
 	}
-	return m.create(ctx, cfg, name, ports)
+	return ports, nil
 }
 
 // albRange reads KECS's ALB host port range from AdditionalOptions; 0, 0 when
