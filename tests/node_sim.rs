@@ -171,8 +171,14 @@ impl Sim {
             .unwrap();
     }
 
-    /// Starts the stopped container again; returns Docker's `State.StartedAt`.
+    /// Starts the stopped container again; returns the (host = engine) time just
+    /// before the start, RFC 3339 with nanoseconds: every line of the new run is
+    /// logged after it. (Docker's `State.StartedAt` is recorded once the process
+    /// runs, which can be after the simulator's first lines.)
     async fn start(&self) -> String {
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
         self.docker
             .start_container(
                 &self.name,
@@ -180,12 +186,25 @@ impl Sim {
             )
             .await
             .unwrap();
-        let info = self
-            .docker
-            .inspect_container(&self.name, None::<InspectContainerOptions>)
-            .await
-            .unwrap();
-        info.state.unwrap().started_at.unwrap()
+        let secs = before.as_secs();
+        let (days, rem) = (secs / 86_400, secs % 86_400);
+        // civil date from days since the epoch (Howard Hinnant)
+        let z = days as i64 + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
+            rem / 3600,
+            (rem % 3600) / 60,
+            rem % 60,
+            before.subsec_nanos()
+        )
     }
 
     /// Waits for a line logged by the run that started at `started_at`.
@@ -773,7 +792,13 @@ async fn agent_rejoins_after_restart() {
     let _net = Net(net.clone());
     let server_name = format!("kecs-simtest-{tag}-server");
     let url = format!("K3S_URL=https://{server_name}:6443");
-    let (server, _) = start_sim(&server_name, &["server"], &[OUT, "K3S_TOKEN=t"], Some(&net)).await;
+    let (server, _) = start_sim(
+        &server_name,
+        &["server"],
+        &[OUT, "K3S_TOKEN=t", "SIM_NODE_GRACE_MS=1500"],
+        Some(&net),
+    )
+    .await;
     let (agent, _) = start_sim(
         &format!("{server_name}-agent"),
         &["agent"],
@@ -789,8 +814,13 @@ async fn agent_rejoins_after_restart() {
     let nodes: Api<Node> = Api::all(client);
     let uid_before = nodes.get(&agent.name).await.unwrap().metadata.uid;
 
-    // the agent alone
+    // the agent alone: NotReady once the server stops hearing from it (grace
+    // period shortened to 1.5 s on the server), Ready again when it is back
     agent.stop().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ready(&nodes.get(&agent.name).await.unwrap()) {
+        assert!(Instant::now() < deadline, "the stopped agent stays Ready");
+    }
     let started = agent.start().await;
     agent
         .wait_line_after(
@@ -800,6 +830,7 @@ async fn agent_rejoins_after_restart() {
         )
         .await
         .unwrap();
+    assert!(ready(&nodes.get(&agent.name).await.unwrap()), "Ready again");
 
     // the whole cluster, in k3d's order: stop agents then servers, start servers first
     agent.stop().await;

@@ -740,7 +740,8 @@ fn register(server: &Server, body: &[u8]) -> Resp {
 }
 
 /// Long poll: `?after=<generation>&node=<name>` answers as soon as the node ports
-/// differ from that generation, or after 20 s with the same ones. Also a node's
+/// differ from that generation, or after 20 s (a third of the node grace period
+/// when that is shorter) with the same ones. Each poll is also the node's
 /// heartbeat.
 async fn node_ports(server: &Server, r: &Req) -> Resp {
     let after: u64 = r.param("after").and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -749,7 +750,7 @@ async fn node_ports(server: &Server, r: &Req) -> Resp {
     }
     let mut rx = server.state.ports();
     let _ = tokio::time::timeout(
-        Duration::from_secs(20),
+        Duration::from_secs(20).min(crate::state::node_grace() / 3),
         rx.wait_for(|(generation, _)| *generation != after),
     )
     .await;

@@ -26,6 +26,8 @@
 //! - `SIM_NEVER_READY=1` (or `=<part of a hostname>`): hang before ready.
 //! - `SIM_IGNORE_SIGTERM=1`: ignore SIGTERM (only SIGKILL stops the node).
 //! - `SIM_KUBEADM_INIT_FAIL=<code>` (kind image): `kubeadm init` fails.
+//! - `SIM_NODE_GRACE_MS=<ms>` (server): a node not heard from for this long is
+//!   listed NotReady (default 40 s, Kubernetes' node-monitor-grace-period).
 //! - `SIM_LOG_REQUESTS=1`: log every API request (method, path, query, media types).
 //! - `SIM_FAULTS_FILE=<path>`: if that file exists when the node boots, its
 //!   `KEY=VALUE` lines (`SIM_*` keys only; `#` comments) are knobs too, overriding

@@ -28,9 +28,15 @@ pub fn set_version(v: &str) {
     let _ = VERSION.set(v.to_string());
 }
 
-/// A node stops being Ready when it has not been heard from for this long, as the
-/// node lifecycle controller's default `node-monitor-grace-period`.
-const NODE_GRACE: Duration = Duration::from_secs(40);
+/// A node stops being Ready when it has not been heard from for this long: the
+/// node lifecycle controller's default `node-monitor-grace-period` (40 s), or
+/// `SIM_NODE_GRACE_MS` on the server (tests shorten it).
+pub fn node_grace() -> Duration {
+    crate::env("SIM_NODE_GRACE_MS")
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(40))
+}
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct NodeRecord {
@@ -422,7 +428,7 @@ impl State {
             .lock()
             .unwrap()
             .get(name)
-            .is_some_and(|t| t.elapsed() < NODE_GRACE)
+            .is_some_and(|t| t.elapsed() < node_grace())
     }
 
     /// Lists `resource` in `namespace` (None: all namespaces) as a `<Kind>List`.
