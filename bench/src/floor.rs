@@ -1,24 +1,66 @@
-//! The floor: the minimum raw Docker API sequence for the same objects the library
-//! makes, sent with bollard (the HTTP client the library itself uses) and no
-//! library logic — network create, container create, start, follow logs to the
-//! ready line, archive-copy the kubeconfig, remove.
+//! The floor: the raw Docker API calls for the same objects the library makes,
+//! sent with bollard (the HTTP client the library itself uses) and no library
+//! logic. Each figure's floor is measured in more than one valid order (every
+//! node at once, one after another, the load balancer pipelined behind the
+//! server's start) and the best order measured in the run is the floor.
 
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, PortBinding};
 use bollard::query_parameters::{
     CreateContainerOptions, RemoveContainerOptions, StartContainerOptions,
 };
 use bollard::Docker;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use kecs_cluster::docker::{read_file, wait_for_log_line};
+use kecs_cluster::docker::{
+    inspect, read_file, stop_container, wait_for_log_line, wait_for_log_line_after, write_file,
+};
+use kecs_cluster::provider::k3d::spec::{lb_values_yaml, LB_CONFIG_PATH};
+use kecs_cluster::provider::k3d::{AGENT_READY, LB_READY, SERVER_READY};
 
 pub struct FloorCluster {
     pub network: String,
-    pub containers: Vec<String>,
+    pub server: String,
+    pub agents: Vec<String>,
+    pub lb: Option<String>,
 }
 
-fn body(
+impl FloorCluster {
+    fn containers(&self) -> Vec<String> {
+        std::iter::once(self.server.clone())
+            .chain(self.agents.iter().cloned())
+            .chain(self.lb.clone())
+            .collect()
+    }
+}
+
+/// The order in which the floor starts what it created.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Order {
+    /// Every node started at once (agents retry until the server answers); the
+    /// load balancer started as soon as the server's start returned (nginx
+    /// resolves its upstreams when it starts, so not before), all waited together.
+    Parallel,
+    /// One after another, each waited for (k3d's order).
+    Sequential,
+}
+
+fn ports(spec: &str, host_ip: &str, host_port: u16) -> HashMap<String, Option<Vec<PortBinding>>> {
+    HashMap::from([(
+        spec.to_string(),
+        Some(vec![PortBinding {
+            host_ip: Some(host_ip.into()),
+            // empty: Docker picks
+            host_port: Some(if host_port == 0 {
+                String::new()
+            } else {
+                host_port.to_string()
+            }),
+        }]),
+    )])
+}
+
+fn node_body(
     image: &str,
     name: &str,
     network: &str,
@@ -26,16 +68,11 @@ fn body(
     env: Vec<String>,
     api: bool,
 ) -> ContainerCreateBody {
-    let mut ports = HashMap::new();
-    if api {
-        ports.insert(
-            "6443/tcp".to_string(),
-            Some(vec![PortBinding {
-                host_ip: Some("127.0.0.1".into()),
-                host_port: Some(String::new()),
-            }]),
-        );
-    }
+    let published = if api {
+        ports("6443/tcp", "127.0.0.1", 0)
+    } else {
+        HashMap::new()
+    };
     ContainerCreateBody {
         image: Some(image.into()),
         hostname: Some(name.into()),
@@ -45,14 +82,42 @@ fn body(
         host_config: Some(HostConfig {
             init: Some(true),
             network_mode: Some(network.into()),
-            port_bindings: Some(ports),
+            port_bindings: Some(published),
             ..Default::default()
         }),
         ..Default::default()
     }
 }
 
-async fn start(docker: &Docker, name: &str) {
+/// A proxy (the load balancer or a port proxy): the proxy image publishing one
+/// container port, on the cluster network, no command of ours.
+pub fn proxy_body(image: &str, network: &str, spec: &str, host_port: u16) -> ContainerCreateBody {
+    ContainerCreateBody {
+        image: Some(image.into()),
+        exposed_ports: Some(vec![spec.to_string()]),
+        host_config: Some(HostConfig {
+            network_mode: Some(network.into()),
+            port_bindings: Some(ports(spec, "127.0.0.1", host_port)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+pub async fn create_container(docker: &Docker, name: &str, body: ContainerCreateBody) {
+    docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(name.to_string()),
+                ..Default::default()
+            }),
+            body,
+        )
+        .await
+        .expect("floor: container create");
+}
+
+pub async fn start(docker: &Docker, name: &str) {
     docker
         .start_container(name, None::<StartContainerOptions>)
         .await
@@ -65,15 +130,35 @@ async fn ready(docker: &Docker, name: &str, line: &str) {
         .expect("floor: ready line");
 }
 
-/// Creates a 1-server + `agents` cluster and returns once every node logged its
-/// ready line and the kubeconfig is copied out. `parallel`: start every node at
-/// once (as k3s allows); otherwise one after another, each waited (k3d's order).
+/// Waits for `line` logged after the container's latest start (a restart's
+/// ready line, never the previous run's): one inspect, then the log.
+pub async fn ready_after_start(docker: &Docker, name: &str, line: &str) {
+    let started_at = inspect(docker, name)
+        .await
+        .expect("floor: inspect")
+        .state
+        .and_then(|s| s.started_at)
+        .unwrap_or_default();
+    wait_for_log_line_after(docker, name, &[line], &started_at)
+        .await
+        .expect("floor: ready line after the restart");
+}
+
+/// values.yaml for a proxy forwarding `key` (`<port>.<proto>`) to `targets`.
+pub fn values(key: &str, targets: &[String]) -> String {
+    lb_values_yaml(&BTreeMap::from([(key.to_string(), targets.to_vec())]))
+}
+
+/// Creates a 1-server + `agents` cluster (plus the load balancer publishing the
+/// API when `lb_image` is given) and returns once every node and the load
+/// balancer logged their ready lines and the kubeconfig is copied out.
 pub async fn create(
     docker: &Docker,
     image: &str,
+    lb_image: Option<&str>,
     name: &str,
     agents: usize,
-    parallel: bool,
+    order: Order,
 ) -> (f64, FloorCluster) {
     let t = Instant::now();
     let network = format!("kecs-floor-{name}");
@@ -90,7 +175,7 @@ pub async fn create(
     let token = "K3S_TOKEN=floor-token".to_string();
     let mut bodies = vec![(
         server.clone(),
-        body(
+        node_body(
             image,
             &server,
             &network,
@@ -99,16 +184,16 @@ pub async fn create(
                 token.clone(),
                 "K3S_KUBECONFIG_OUTPUT=/output/kubeconfig.yaml".into(),
             ],
-            true,
+            lb_image.is_none(),
         ),
     )];
-    for i in 0..agents {
-        let a = format!("{name}-agent-{i}");
+    let agent_names: Vec<String> = (0..agents).map(|i| format!("{name}-agent-{i}")).collect();
+    for a in &agent_names {
         bodies.push((
             a.clone(),
-            body(
+            node_body(
                 image,
-                &a,
+                a,
                 &network,
                 &["agent"],
                 vec![token.clone(), url.clone()],
@@ -116,34 +201,61 @@ pub async fn create(
             ),
         ));
     }
-    let creates = bodies.into_iter().map(|(n, b)| async move {
-        docker
-            .create_container(
-                Some(CreateContainerOptions {
-                    name: Some(n.clone()),
-                    ..Default::default()
-                }),
-                b,
-            )
-            .await
-            .expect("floor: container create");
-        n
-    });
-    let containers = futures_util::future::join_all(creates).await;
-    let line = |n: &str| {
-        if n.ends_with("-server") {
-            "k3s is up and running"
-        } else {
-            "Successfully registered node"
+    let lb = lb_image.map(|_| format!("{name}-serverlb"));
+    if let (Some(lb), Some(lb_image)) = (&lb, lb_image) {
+        // the library publishes the API on a concrete free port too
+        let port = kecs_cluster::docker::free_host_port([127, 0, 0, 1].into()).expect("free port");
+        bodies.push((lb.clone(), proxy_body(lb_image, &network, "6443/tcp", port)));
+    }
+    futures_util::future::join_all(
+        bodies
+            .into_iter()
+            .map(|(n, b)| async move { create_container(docker, &n, b).await }),
+    )
+    .await;
+    let lb_values = values("6443.tcp", std::slice::from_ref(&server));
+    let configure_lb = async {
+        if let Some(lb) = &lb {
+            write_file(docker, lb, LB_CONFIG_PATH, lb_values.as_bytes(), 0o744)
+                .await
+                .expect("floor: values.yaml archive PUT");
         }
     };
-    if parallel {
-        futures_util::future::join_all(containers.iter().map(|n| start(docker, n))).await;
-        futures_util::future::join_all(containers.iter().map(|n| ready(docker, n, line(n)))).await;
-    } else {
-        for n in &containers {
-            start(docker, n).await;
-            ready(docker, n, line(n)).await;
+    match order {
+        Order::Parallel => {
+            let nodes = async {
+                let server_up = async {
+                    // the load balancer's start needs its configuration and a
+                    // running server: the archive PUT overlaps the server's start
+                    futures_util::future::join(start(docker, &server), configure_lb).await;
+                    if let Some(lb) = &lb {
+                        start(docker, lb).await;
+                    }
+                };
+                futures_util::future::join(
+                    server_up,
+                    futures_util::future::join_all(agent_names.iter().map(|a| start(docker, a))),
+                )
+                .await;
+            };
+            nodes.await;
+            let waits = std::iter::once((server.as_str(), SERVER_READY))
+                .chain(agent_names.iter().map(|a| (a.as_str(), AGENT_READY)))
+                .chain(lb.iter().map(|l| (l.as_str(), LB_READY)));
+            futures_util::future::join_all(waits.map(|(n, l)| ready(docker, n, l))).await;
+        }
+        Order::Sequential => {
+            configure_lb.await;
+            start(docker, &server).await;
+            ready(docker, &server, SERVER_READY).await;
+            for a in &agent_names {
+                start(docker, a).await;
+                ready(docker, a, AGENT_READY).await;
+            }
+            if let Some(lb) = &lb {
+                start(docker, lb).await;
+                ready(docker, lb, LB_READY).await;
+            }
         }
     }
     read_file(docker, &server, "/output/kubeconfig.yaml")
@@ -153,14 +265,103 @@ pub async fn create(
         t.elapsed().as_secs_f64() * 1000.0,
         FloorCluster {
             network,
-            containers,
+            server,
+            agents: agent_names,
+            lb,
         },
     )
 }
 
-pub async fn delete(docker: &Docker, c: FloorCluster) -> f64 {
+/// Stops a running floor cluster and starts it again until the server and the
+/// load balancer logged their ready lines after the restart: (stop ms, stop→ready ms).
+pub async fn stop_start(docker: &Docker, c: &FloorCluster, order: Order) -> (f64, f64) {
     let t = Instant::now();
-    let removals = c.containers.iter().map(|n| async move {
+    let all = c.containers();
+    let stopped = match order {
+        Order::Parallel => {
+            futures_util::future::join_all(all.iter().map(|n| stop_container(docker, n))).await
+        }
+        // k3d's order: load balancer, agents, servers
+        Order::Sequential => {
+            let mut out = vec![];
+            for n in all.iter().rev() {
+                out.push(stop_container(docker, n).await);
+            }
+            out
+        }
+    };
+    for s in stopped {
+        s.expect("floor: stop");
+    }
+    let stop_ms = t.elapsed().as_secs_f64() * 1000.0;
+    match order {
+        Order::Parallel => {
+            let server_up = async {
+                start(docker, &c.server).await;
+                if let Some(lb) = &c.lb {
+                    start(docker, lb).await;
+                }
+            };
+            futures_util::future::join(
+                server_up,
+                futures_util::future::join_all(c.agents.iter().map(|a| start(docker, a))),
+            )
+            .await;
+            let waits = std::iter::once((c.server.as_str(), SERVER_READY))
+                .chain(c.agents.iter().map(|a| (a.as_str(), AGENT_READY)))
+                .chain(c.lb.iter().map(|l| (l.as_str(), LB_READY)));
+            futures_util::future::join_all(waits.map(|(n, l)| ready_after_start(docker, n, l)))
+                .await;
+        }
+        Order::Sequential => {
+            start(docker, &c.server).await;
+            ready_after_start(docker, &c.server, SERVER_READY).await;
+            for a in &c.agents {
+                start(docker, a).await;
+                ready_after_start(docker, a, AGENT_READY).await;
+            }
+            if let Some(lb) = &c.lb {
+                start(docker, lb).await;
+                ready_after_start(docker, lb, LB_READY).await;
+            }
+        }
+    }
+    (stop_ms, t.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// The Docker calls of one added port mapping as the library designs it: a
+/// proxy container created, its values.yaml PUT, started, waited for. Returns
+/// the time taken; the proxy is left running (remove it with `remove`).
+pub async fn port_add(
+    docker: &Docker,
+    c: &FloorCluster,
+    lb_image: &str,
+    name: &str,
+    container_port: u16,
+) -> f64 {
+    let t = Instant::now();
+    let host_port = kecs_cluster::docker::free_host_port([127, 0, 0, 1].into()).expect("free port");
+    let spec = format!("{container_port}/tcp");
+    create_container(
+        docker,
+        name,
+        proxy_body(lb_image, &c.network, &spec, host_port),
+    )
+    .await;
+    let targets: Vec<String> = std::iter::once(c.server.clone())
+        .chain(c.agents.iter().cloned())
+        .collect();
+    let yaml = values(&format!("{container_port}.tcp"), &targets);
+    write_file(docker, name, LB_CONFIG_PATH, yaml.as_bytes(), 0o744)
+        .await
+        .expect("floor: values.yaml archive PUT");
+    start(docker, name).await;
+    ready(docker, name, LB_READY).await;
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+pub async fn remove(docker: &Docker, names: &[String]) {
+    let removals = names.iter().map(|n| async move {
         docker
             .remove_container(
                 n,
@@ -174,6 +375,11 @@ pub async fn delete(docker: &Docker, c: FloorCluster) -> f64 {
             .expect("floor: remove container");
     });
     futures_util::future::join_all(removals).await;
+}
+
+pub async fn delete(docker: &Docker, c: FloorCluster) -> f64 {
+    let t = Instant::now();
+    remove(docker, &c.containers()).await;
     docker
         .remove_network(&c.network)
         .await

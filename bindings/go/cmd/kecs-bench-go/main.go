@@ -80,7 +80,8 @@ func timeCalls(m *kecscluster.Manager, what string, n int) []float64 {
 }
 
 func main() {
-	mode := flag.String("mode", "cycle", "cycle | serve | exists | rss")
+	mode := flag.String("mode", "cycle", "cycle | serve | exists | probe | rss")
+	what := flag.String("what", "exists", "probe: exists | path")
 	n := flag.Int("n", 10, "repetitions")
 	image := flag.String("image", "kecs-sim/k3s:test", "node image")
 	dir := flag.String("kubeconfig-dir", os.TempDir(), "kubeconfig directory")
@@ -143,6 +144,33 @@ func main() {
 			samples = append(samples, float64(time.Since(start).Nanoseconds()))
 		}
 		out["exists_ns"] = samples
+	case "probe":
+		// a fixed number of calls and nothing else (no timing, no output), so
+		// callgrind's instruction count of the process is the calls' cost plus
+		// a constant the harness subtracts (two runs, different -n)
+		m := manager(*image, *dir)
+		defer m.Close()
+		ctx := context.Background()
+		for i := 0; i < 20; i++ {
+			if _, err := m.ClusterExists(ctx, "bench-missing"); err != nil {
+				fail(err)
+			}
+		}
+		for i := 0; i < *n; i++ {
+			switch *what {
+			case "exists":
+				if _, err := m.ClusterExists(ctx, "bench-missing"); err != nil {
+					fail(err)
+				}
+			case "path":
+				if m.GetKubeconfigPath("bench-missing") == "" {
+					fail(fmt.Errorf("GetKubeconfigPath failed"))
+				}
+			default:
+				fail(fmt.Errorf("unknown -what %q", *what))
+			}
+		}
+		return
 	case "rss":
 		before := rssKiB()
 		m := manager(*image, *dir)
