@@ -100,10 +100,10 @@ func TestTestModeAndWaitDuringStart(t *testing.T) {
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if err := m.WaitForClusterReady(wctx, name); err != nil {
-		t.Fatalf("WaitForClusterReady during a start: %v", err)
+		t.Fatalf("WaitForClusterReady during a start: %v\n%s", err, containerLogs(t, "k3d-kecs-"+name+"-serverlb"))
 	}
 	if err := <-started; err != nil {
-		t.Fatalf("StartCluster: %v", err)
+		t.Fatalf("StartCluster: %v\n%s", err, containerLogs(t, "k3d-kecs-"+name+"-serverlb"))
 	}
 }
 

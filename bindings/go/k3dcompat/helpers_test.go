@@ -309,5 +309,7 @@ func containerLogs(t *testing.T, container string) string {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return fmt.Sprintf("logs of %s:\n%s", container, b)
+	var state struct{ State struct{ StartedAt string } }
+	dockerGet(t, "/containers/"+container+"/json", &state)
+	return fmt.Sprintf("%s (started at %s) logged:\n%s", container, state.State.StartedAt, b)
 }
