@@ -1177,3 +1177,134 @@ async fn joined_server_serves_the_same_cluster() {
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
 }
+
+/// Three servers as k3d makes an HA cluster (server-0 `--cluster-init`, the
+/// others joining it by name): with server-0 stopped the others still take
+/// writes and serve them to each other; server-0 catches up when it is back,
+/// and a write made through it then reaches the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_servers_keep_working_while_server0_is_stopped() {
+    let tag = unique_name("ha");
+    let net = format!("kecs-simtest-{tag}");
+    let docker = docker().await;
+    ensure_sim_image().await;
+    docker
+        .create_network(NetworkCreateRequest {
+            name: net.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let _net = Net(net.clone());
+    let first = format!("kecs-simtest-{tag}-server-0");
+    let url = format!("K3S_URL=https://{first}:6443");
+    let (s0, _) = start_sim(
+        &first,
+        &["server", "--cluster-init"],
+        &[OUT, "K3S_TOKEN=t"],
+        Some(&net),
+    )
+    .await;
+    s0.wait_line("k3s is up and running", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let mut joined = Vec::new();
+    for i in 1..=2 {
+        let (s, _) = start_sim(
+            &format!("kecs-simtest-{tag}-server-{i}"),
+            &["server"],
+            &[OUT, "K3S_TOKEN=t", &url],
+            Some(&net),
+        )
+        .await;
+        s.wait_line("k3s is up and running", Duration::from_secs(10))
+            .await
+            .unwrap();
+        joined.push(s);
+    }
+    let (s1, s2) = (&joined[0], &joined[1]);
+    let via1 = kube_client(&s1.host_kubeconfig().await).await;
+    let via2 = kube_client(&s2.host_kubeconfig().await).await;
+    let namespace = |name: &str| -> Namespace {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap()
+    };
+    // all three servers are nodes of one cluster, seen the same from each
+    let node_names = |nodes: Vec<Node>| -> Vec<String> {
+        let mut n: Vec<String> = nodes.into_iter().filter_map(|n| n.metadata.name).collect();
+        n.sort();
+        n
+    };
+    let nodes2 = Api::<Node>::all(via2.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(node_names(nodes2).len(), 3);
+
+    s0.stop().await;
+    // a write through server-1 is acknowledged and read back through server-2
+    let made = Api::<Namespace>::all(via1.clone())
+        .create(&PostParams::default(), &namespace("while-0-away"))
+        .await
+        .unwrap();
+    let seen = Api::<Namespace>::all(via2.clone())
+        .get("while-0-away")
+        .await
+        .unwrap();
+    assert_eq!(seen.metadata.uid, made.metadata.uid);
+    let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "written-on-2"}, "data": {"k": "v"}}))
+    .unwrap();
+    Api::<ConfigMap>::namespaced(via2.clone(), "while-0-away")
+        .create(&PostParams::default(), &cm)
+        .await
+        .unwrap();
+    let back = Api::<ConfigMap>::namespaced(via1.clone(), "while-0-away")
+        .get("written-on-2")
+        .await
+        .unwrap();
+    assert_eq!(back.data.unwrap()["k"], "v");
+    // the API of a remaining server does not depend on the stopped one
+    assert!(via1.apiserver_version().await.is_ok());
+
+    // server-0 comes back: it has what was written while it was away
+    let started = s0.start().await;
+    s0.wait_line_after("k3s is up and running", &started, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let via0 = kube_client(&s0.host_kubeconfig().await).await;
+    let caught_up = Api::<Namespace>::all(via0.clone())
+        .get("while-0-away")
+        .await
+        .unwrap();
+    assert_eq!(caught_up.metadata.uid, made.metadata.uid);
+    Api::<ConfigMap>::namespaced(via0.clone(), "while-0-away")
+        .get("written-on-2")
+        .await
+        .unwrap();
+    // and it leads again: its write is on the others once acknowledged
+    Api::<Namespace>::all(via0.clone())
+        .create(&PostParams::default(), &namespace("after-0-back"))
+        .await
+        .unwrap();
+    for via in [&via1, &via2] {
+        Api::<Namespace>::all(via.clone())
+            .get("after-0-back")
+            .await
+            .unwrap();
+    }
+    // resourceVersions stay monotonic across the change of leader
+    let rv = |ns: &Namespace| -> u64 {
+        ns.metadata
+            .resource_version
+            .as_deref()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let later = Api::<Namespace>::all(via2.clone())
+        .get("after-0-back")
+        .await
+        .unwrap();
+    assert!(rv(&later) > rv(&made), "{} then {}", rv(&made), rv(&later));
+}

@@ -3,8 +3,10 @@
 //! for errors, server-side Tables for `kubectl get`, the OpenAPI documents kubectl
 //! validates with, and the three PATCH formats — what kubectl, client-go and
 //! kube-rs expect from a real API server for the kinds modelled in `state`.
-//! `/v1-k3s-sim/register` is the join endpoint and `/v1-k3s-sim/nodeports` the
-//! node-port feed nodes follow (token auth, like k3s's `/v1-k3s/`).
+//! `/v1-k3s-sim/register` is the join endpoint, `/v1-k3s-sim/nodeports` the
+//! node-port feed nodes follow and `/v1-k3s-sim/peer/*` the replication between
+//! servers (token auth, like k3s's `/v1-k3s/`). On a server of a replicated
+//! cluster, writes go to the leader (`cluster.rs`) and reads are local.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -17,6 +19,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::cluster::Cluster;
 use crate::pki::{CaPem, Pki};
 use crate::state::{kind_of, ApiError, NodeRecord, Selectors, State, KINDS};
 use crate::{openapi, patch, protobuf, table};
@@ -27,16 +30,9 @@ pub struct Server {
     pub advertise: String,
     /// this server's own node: always Ready while it answers
     pub node_name: String,
-    /// a server that joined another: the cluster's datastore is there, so API
-    /// requests are forwarded to it (k3s servers share one etcd)
-    pub upstream: Option<Upstream>,
-}
-
-/// The server a joined server forwards to, and the client certificate it uses.
-pub struct Upstream {
-    pub url: String,
-    pub cert_pem: String,
-    pub key_pem: String,
+    /// a k3s server's replicated datastore (`cluster.rs`); None for a lone
+    /// server that keeps its state to itself (kind's control plane)
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -315,6 +311,7 @@ async fn handle(server: &Server, authenticated: bool, req: Request<Incoming>) ->
     let accept = header("accept");
     let content_type = header("content-type");
     let token = header("x-k3s-sim-token");
+    let forwarded = !header(FORWARDED).is_empty();
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
@@ -339,23 +336,6 @@ async fn handle(server: &Server, authenticated: bool, req: Request<Incoming>) ->
         body,
     };
 
-    let health = matches!(r.path.as_str(), "/readyz" | "/livez" | "/healthz");
-    if let Some(up) = &server.upstream {
-        if !authenticated && !r.path.starts_with("/v1-k3s-sim/") {
-            return respond(
-                StatusCode::UNAUTHORIZED,
-                status(
-                    StatusCode::UNAUTHORIZED,
-                    "Unauthorized",
-                    "Unauthorized",
-                    None,
-                ),
-            );
-        }
-        if !health {
-            return forward(up, &r, &token).await;
-        }
-    }
     if r.path.starts_with("/v1-k3s-sim/") {
         if token != server.state.token {
             return respond(
@@ -368,16 +348,7 @@ async fn handle(server: &Server, authenticated: bool, req: Request<Incoming>) ->
                 ),
             );
         }
-        return match (&r.method, r.path.as_str()) {
-            (&Method::POST, "/v1-k3s-sim/register") => register(server, &r.body),
-            (&Method::GET, "/v1-k3s-sim/nodeports") => node_ports(server, &r).await,
-            _ => {
-                let (c, v) = not_found_path();
-                respond(c, v)
-            }
-        };
-    }
-    if !authenticated {
+    } else if !authenticated {
         return respond(
             StatusCode::UNAUTHORIZED,
             status(
@@ -387,6 +358,124 @@ async fn handle(server: &Server, authenticated: bool, req: Request<Incoming>) ->
                 None,
             ),
         );
+    }
+    let write = is_write(&r);
+    if let (Some(cluster), true) = (&server.cluster, write) {
+        if forwarded {
+            // a server that has not caught up yet must not lead: the sender
+            // tries the next member
+            if !cluster.synced() {
+                return not_leader();
+            }
+        } else if let Some(resp) = route_write(cluster, &r, &token).await {
+            return resp;
+        }
+    }
+    let resp = dispatch(server, &r).await;
+    if let (Some(cluster), true) = (&server.cluster, write) {
+        if resp.status().is_success() {
+            cluster.replicate().await;
+        }
+    }
+    resp
+}
+
+/// A request that changes the state: it goes to the leader.
+fn is_write(r: &Req) -> bool {
+    let api = r.path.starts_with("/api/v1/");
+    match r.method {
+        Method::POST => api || r.path == "/v1-k3s-sim/register",
+        Method::PUT | Method::PATCH | Method::DELETE => api,
+        _ => false,
+    }
+}
+
+/// Marks a write forwarded by a member to the one it takes for the leader.
+const FORWARDED: &str = "X-K3s-Sim-Forwarded";
+/// On a 503: this server does not take writes yet (try the next member).
+const NOT_LEADER: &str = "x-k3s-sim-not-leader";
+
+fn not_leader() -> Resp {
+    let mut resp = respond(
+        StatusCode::SERVICE_UNAVAILABLE,
+        status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "this server is catching up with the cluster",
+            None,
+        ),
+    );
+    resp.headers_mut()
+        .insert(NOT_LEADER, hyper::header::HeaderValue::from_static("1"));
+    resp
+}
+
+/// Sends a write to the first member, in the members' order, that is up and in
+/// sync; None when that is this server (it applies the write itself).
+async fn route_write(cluster: &Cluster, r: &Req, token: &str) -> Option<Resp> {
+    let members = cluster.members();
+    if members.is_empty() {
+        return None;
+    }
+    let mut why = Vec::new();
+    for m in members {
+        if m.name == cluster.me {
+            if cluster.synced() {
+                return None;
+            }
+            why.push(format!("{}: catching up", m.name));
+            continue;
+        }
+        match forward(&m.url, cluster, r, token).await {
+            Ok(resp) => return Some(resp),
+            Err(e) => why.push(format!("{}: {e}", m.url)),
+        }
+    }
+    Some(respond(
+        StatusCode::SERVICE_UNAVAILABLE,
+        status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            &format!(
+                "the cluster datastore is unavailable: no server can take writes ({})",
+                why.join("; ")
+            ),
+            None,
+        ),
+    ))
+}
+
+/// Answers a request from this server's own state.
+async fn dispatch(server: &Server, r: &Req) -> Resp {
+    if r.path.starts_with("/v1-k3s-sim/") {
+        return match (&r.method, r.path.as_str()) {
+            (&Method::POST, "/v1-k3s-sim/register") => register(server, &r.body),
+            (&Method::GET, "/v1-k3s-sim/nodeports") => node_ports(server, r).await,
+            (&Method::GET, "/v1-k3s-sim/peer/state") => {
+                respond(StatusCode::OK, server.state.snapshot())
+            }
+            (&Method::POST, "/v1-k3s-sim/peer/state") => {
+                let taken = serde_json::from_slice::<Value>(&r.body)
+                    .is_ok_and(|snapshot| server.state.install(&snapshot));
+                respond(StatusCode::OK, json!({"installed": taken}))
+            }
+            (&Method::POST, "/v1-k3s-sim/peer/heartbeat") => match &server.cluster {
+                Some(cluster) => {
+                    if let Ok(beat) = serde_json::from_slice::<Value>(&r.body) {
+                        cluster.take_heartbeat(&beat);
+                    }
+                    respond(StatusCode::OK, cluster.heartbeat_body())
+                }
+                None => {
+                    let (c, v) = not_found_path();
+                    respond(c, v)
+                }
+            },
+            _ => {
+                let (c, v) = not_found_path();
+                respond(c, v)
+            }
+        };
     }
     let segs: Vec<String> = r
         .path
@@ -425,8 +514,8 @@ async fn handle(server: &Server, authenticated: bool, req: Request<Incoming>) ->
             respond(StatusCode::OK, openapi::v3_core())
         }
         (_, ["api", "v1", rest @ ..]) => {
-            let (code, value) = resources(server, &r, rest);
-            encode(&r, code, value)
+            let (code, value) = resources(server, r, rest);
+            encode(r, code, value)
         }
         (_, ["version" | "api" | "apis" | "readyz" | "livez" | "healthz"]) => {
             let (c, v) = method_not_allowed(&r.method, &r.path);
@@ -612,9 +701,13 @@ fn resources(server: &Server, r: &Req, rest: &[&str]) -> (StatusCode, Value) {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0);
                 let (state, ns) = (state.clone(), name.to_string());
+                let cluster = server.cluster.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(NAMESPACE_CLEANUP_DELAY).await;
                     state.purge_namespace(&ns, rv);
+                    if let Some(cluster) = cluster {
+                        cluster.replicate().await;
+                    }
                 });
                 // a namespace answers with itself, Terminating; other objects
                 // with a Success Status naming what went
@@ -668,55 +761,49 @@ fn validate(r: &Req, kind: &str, body: &Value) -> Result<(), ApiError> {
     }
 }
 
-/// Passes a request on to the upstream server and its answer back.
-async fn forward(up: &Upstream, r: &Req, token: &str) -> Resp {
+/// Passes a write on to another member and its answer back; Err when that
+/// member cannot take it (unreachable, or catching up).
+async fn forward(url: &str, cluster: &Cluster, r: &Req, token: &str) -> Result<Resp, String> {
     let target = if r.raw_query.is_empty() {
         r.path.clone()
     } else {
         format!("{}?{}", r.path, r.raw_query)
     };
-    let mut headers = vec![("Accept", r.accept.as_str())];
+    let mut headers = vec![("Accept", r.accept.as_str()), (FORWARDED, "1")];
     if !r.content_type.is_empty() {
         headers.push(("Content-Type", r.content_type.as_str()));
     }
     if !token.is_empty() {
         headers.push(("X-K3s-Sim-Token", token));
     }
-    let result = crate::join::https(
-        &up.url,
+    let (code, resp_headers, body) = crate::join::https(
+        url,
         r.method.as_str(),
         &target,
         &headers,
         &r.body,
-        Some((&up.cert_pem, &up.key_pem)),
+        Some((&cluster.client_cert, &cluster.client_key)),
         Duration::from_secs(30),
     )
-    .await;
-    match result {
-        Ok((code, resp_headers, body)) => {
-            let ct = resp_headers
-                .iter()
-                .find(|(k, _)| k == "content-type")
-                .map(|(_, v)| v.clone())
-                .unwrap_or_else(|| "application/json".into());
-            Response::builder()
-                .status(StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY))
-                .header("content-type", ct)
-                .body(Full::new(Bytes::from(body)))
-                .expect("static response parts")
-        }
-        Err(crate::join::JoinError::Unreachable(e) | crate::join::JoinError::Rejected(e)) => {
-            respond(
-                StatusCode::SERVICE_UNAVAILABLE,
-                status(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "ServiceUnavailable",
-                    &format!("the cluster datastore at {} is unavailable: {e}", up.url),
-                    None,
-                ),
-            )
-        }
+    .await
+    .map_err(|(crate::join::JoinError::Unreachable(e) | crate::join::JoinError::Rejected(e))| e)?;
+    let header = |name: &str| {
+        resp_headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    if code == 503 && header(NOT_LEADER).is_some() {
+        return Err("catching up".into());
     }
+    Ok(Response::builder()
+        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY))
+        .header(
+            "content-type",
+            header("content-type").unwrap_or_else(|| "application/json".into()),
+        )
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts"))
 }
 
 fn register(server: &Server, body: &[u8]) -> Resp {
@@ -732,10 +819,12 @@ fn register(server: &Server, body: &[u8]) -> Resp {
         );
     };
     server.state.register(node);
-    // Joining servers need the cluster CA, as k3s hands it out from its datastore.
+    // Joining servers need the cluster CA, as k3s hands it out from its
+    // datastore, and the state itself (with this registration in it) to serve.
     respond(
         StatusCode::OK,
-        json!({"caCert": server.ca.cert_pem, "caKey": server.ca.key_pem}),
+        json!({"caCert": server.ca.cert_pem, "caKey": server.ca.key_pem,
+               "state": server.state.snapshot()}),
     )
 }
 

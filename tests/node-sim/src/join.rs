@@ -175,6 +175,15 @@ pub async fn request(
 }
 
 async fn register_once(url: &str, token: &str, node: &NodeRecord) -> Result<CaPem, JoinError> {
+    register_for_state(url, token, node).await.map(|(ca, _)| ca)
+}
+
+/// Registers once: the cluster CA, and the cluster state a server answers with.
+async fn register_for_state(
+    url: &str,
+    token: &str,
+    node: &NodeRecord,
+) -> Result<(CaPem, Value), JoinError> {
     let body = serde_json::to_vec(node).expect("node record serialises");
     let (code, json) = request(
         url,
@@ -197,10 +206,36 @@ async fn register_once(url: &str, token: &str, node: &NodeRecord) -> Result<CaPe
     }
     let v: Value = serde_json::from_str(&json)
         .map_err(|e| JoinError::Unreachable(format!("bad registration reply: {e}")))?;
-    Ok(CaPem {
+    let ca = CaPem {
         cert_pem: v["caCert"].as_str().unwrap_or_default().to_string(),
         key_pem: v["caKey"].as_str().unwrap_or_default().to_string(),
-    })
+    };
+    Ok((ca, v["state"].clone()))
+}
+
+/// A server joining (or rejoining) a replicated cluster: registers with the first
+/// of `urls` that answers, trying them in turn (the `--server` URL, then the
+/// members a previous run knew, as an etcd member rejoins through any peer);
+/// returns the cluster CA and state. A rejected token is logged and retried
+/// slowly, as `register` does.
+pub async fn register_with_any(urls: &[String], token: &str, node: &NodeRecord) -> (CaPem, Value) {
+    let mut delay = Duration::from_millis(20);
+    loop {
+        for url in urls {
+            match register_for_state(url, token, node).await {
+                Ok(joined) => return joined,
+                Err(JoinError::Unreachable(e)) => logfmt::info(&format!(
+                    "Waiting to retrieve agent configuration; server is not ready: {e}"
+                )),
+                Err(JoinError::Rejected(e)) => {
+                    logfmt::error(&format!("Failed to register node {}: {e}", node.name));
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(50));
+    }
 }
 
 /// Registers, retrying while the server is unreachable; a rejected token is an

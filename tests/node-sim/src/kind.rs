@@ -132,7 +132,7 @@ impl Node {
             ca,
             advertise: format!("{}:6443", self.me.ip),
             node_name: self.me.name.clone(),
-            upstream: None,
+            cluster: None,
         });
         tokio::spawn(api::serve(listener, tls, server));
         tokio::spawn(crate::nodeports::follow_state(state, self.me.name.clone()));

@@ -6,9 +6,11 @@
 //! argv and env, its log lines, a kubeconfig written where `K3S_KUBECONFIG_OUTPUT`
 //! says, a TLS Kubernetes API on 6443 that stock kubectl and kube-rs can use for
 //! nodes, namespaces, config maps and services (`api.rs`), agents joining by name,
-//! and a listener on every node for each Service node port (`nodeports.rs`). A
-//! server that joins another (`--server`) forwards API requests to it: one
-//! cluster state behind every server, as k3s servers share one datastore.
+//! and a listener on every node for each Service node port (`nodeports.rs`).
+//! Servers that join another (`--server`) form one replicated datastore, as k3s
+//! servers with embedded etcd do (`cluster.rs`): every server holds the whole
+//! state, writes go to the leader, and the cluster keeps serving reads and
+//! writes while any one server is stopped.
 //!
 //! As `crictl` (or `k3s crictl`), `crictl pull IMAGE` resolves the image through
 //! the node's registry configuration and fetches its manifest (`crictl.rs`).
@@ -36,6 +38,7 @@
 
 mod api;
 mod args;
+mod cluster;
 mod crictl;
 mod join;
 mod kind;
@@ -221,6 +224,7 @@ fn this_node(
         labels,
         created: String::new(),
         uid: String::new(),
+        peer_url: String::new(),
     };
     (node, ips)
 }
@@ -357,11 +361,30 @@ async fn run_server(
             .trim()
             .to_string(),
     };
-    // a joining server takes the cluster CA from the server it joins (every
-    // boot: it registers again, as a k3s server rejoins its etcd cluster)
-    let joined_ca = match &server_url {
-        Some(url) => Some(join::register(url, &token, me).await),
+    let db = dir.join("db");
+    // a server is a member of the replicated datastore under its own name
+    let mut me = me.clone();
+    me.peer_url = format!("https://{}:{}", me.name, args.https_port);
+    // a joining server takes the cluster CA and state from the server it joins
+    // (every boot: it registers again, as a k3s server rejoins its etcd
+    // cluster); on a restart any member it knew will do, the init server need
+    // not be up
+    let joined = match &server_url {
+        Some(url) => {
+            let mut urls = vec![url.clone()];
+            urls.extend(
+                State::saved_members(&db)
+                    .into_iter()
+                    .filter(|m| m.name != me.name && m.url != *url)
+                    .map(|m| m.url),
+            );
+            Some(join::register_with_any(&urls, &token, &me).await)
+        }
         None => None,
+    };
+    let (joined_ca, joined_state) = match joined {
+        Some((ca, state)) => (Some(ca), Some(state)),
+        None => (None, None),
     };
     let pki = persistent_pki(
         &dir,
@@ -373,16 +396,25 @@ async fn run_server(
         ips,
         &args.tls_sans,
     )?;
-    let (state, restarted) = State::open(
+    // a joining server starts from the cluster's state, not a new one of its own
+    let (state, restarted) = State::open_with(
         token.clone(),
         pki.ca.cert_pem.clone(),
-        Some(dir.join("db")),
+        Some(db),
         state::service_net(None),
+        server_url.is_none(),
     );
-    let state = Arc::new(state);
-    if server_url.is_none() {
-        state.register(me.clone());
+    if let Some(snapshot) = &joined_state {
+        state.install(snapshot);
     }
+    let state = Arc::new(state);
+    let cluster = Arc::new(cluster::Cluster::new(
+        me.name.clone(),
+        token.clone(),
+        pki.admin_cert_pem.clone(),
+        pki.admin_key_pem.clone(),
+        state.clone(),
+    ));
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", args.https_port))
         .await
         .map_err(|e| format!("listen on :{}: {e}", args.https_port))?;
@@ -392,12 +424,9 @@ async fn run_server(
         ca: pki.ca.clone(),
         advertise: format!("{}:{}", me.ip, args.https_port),
         node_name: me.name.clone(),
-        upstream: server_url.as_ref().map(|url| api::Upstream {
-            url: url.clone(),
-            cert_pem: pki.admin_cert_pem.clone(),
-            key_pem: pki.admin_key_pem.clone(),
-        }),
+        cluster: Some(cluster.clone()),
     });
+    // listening before catching up: a push that comes meanwhile is taken too
     tokio::spawn(api::serve(listener, tls, server));
     logfmt::info(&format!(
         "Running kube-apiserver --advertise-address={} --secure-port={} --tls-cert-file=/var/lib/rancher/k3s/server/tls/serving-kube-apiserver.crt",
@@ -411,15 +440,22 @@ async fn run_server(
             logfmt::info("Starting etcd for new cluster (simulated)");
         }
     }
-    match server_url {
-        // a joined server's node ports follow the cluster it joined
-        Some(url) => {
-            tokio::spawn(nodeports::follow_server(url, token, me.name.clone()));
-        }
-        None => {
-            tokio::spawn(nodeports::follow_state(state, me.name.clone()));
-        }
+    // what the other members wrote while this server was away
+    let answered = cluster.pull().await;
+    if answered > 0 {
+        logfmt::info(&format!(
+            "Caught up with {answered} other server(s) at resourceVersion {}",
+            state.resource_version()
+        ));
     }
+    if server_url.is_none() {
+        // the init server records itself (first member: it leads while it is up)
+        state.register(me.clone());
+        cluster.replicate().await;
+    }
+    tokio::spawn(cluster.clone().gossip());
+    // every server holds the whole state: its node ports follow its own replica
+    tokio::spawn(nodeports::follow_state(state.clone(), me.name.clone()));
 
     let out = env("K3S_KUBECONFIG_OUTPUT").unwrap_or_else(|| "/etc/rancher/k3s/k3s.yaml".into());
     let mode = env("K3S_KUBECONFIG_MODE")

@@ -49,6 +49,18 @@ pub struct NodeRecord {
     pub created: String,
     #[serde(default)]
     pub uid: String,
+    /// a server's own API address (`https://<hostname>:<port>`): servers are the
+    /// members of the replicated datastore; agents leave it empty
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub peer_url: String,
+}
+
+/// A server holding a replica of the state, in the order the servers joined:
+/// the first one reachable leads (takes the writes).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Member {
+    pub name: String,
+    pub url: String,
 }
 
 /// A resource kind the API serves.
@@ -160,6 +172,8 @@ struct Inner {
     nodes: BTreeMap<String, (NodeRecord, u64)>,
     #[serde(with = "objects_as_list")]
     objects: BTreeMap<Key, Value>,
+    #[serde(default)]
+    members: Vec<Member>,
 }
 
 /// JSON has no tuple keys: objects are stored as a list and keyed again on load.
@@ -287,6 +301,18 @@ impl State {
         data_dir: Option<PathBuf>,
         service_net: (u8, u8),
     ) -> (Self, bool) {
+        Self::open_with(token, ca_pem, data_dir, service_net, true)
+    }
+
+    /// As `open`; with `seed` false a new state starts empty (resourceVersion 0):
+    /// a server joining a cluster takes the cluster's state instead.
+    pub fn open_with(
+        token: String,
+        ca_pem: String,
+        data_dir: Option<PathBuf>,
+        service_net: (u8, u8),
+        seed: bool,
+    ) -> (Self, bool) {
         let saved: Option<Inner> = data_dir
             .as_ref()
             .and_then(|d| std::fs::read(d.join("state.json")).ok())
@@ -310,7 +336,7 @@ impl State {
         };
         if restarted {
             state.purge_orphans();
-        } else {
+        } else if seed {
             state.seed();
         }
         state.publish_ports(&state.inner.lock().unwrap());
@@ -408,8 +434,91 @@ impl State {
             .lock()
             .unwrap()
             .insert(node.name.clone(), Instant::now());
+        if !node.peer_url.is_empty() {
+            let member = Member {
+                name: node.name.clone(),
+                url: node.peer_url.clone(),
+            };
+            // a member keeps its place in the order; a new one goes last
+            match inner.members.iter_mut().find(|m| m.name == member.name) {
+                Some(m) => *m = member,
+                None => inner.members.push(member),
+            }
+        }
         inner.nodes.insert(node.name.clone(), (node, rv));
         self.save(&inner);
+    }
+
+    /// The servers holding a replica, in leadership order.
+    pub fn members(&self) -> Vec<Member> {
+        self.inner.lock().unwrap().members.clone()
+    }
+
+    /// The members recorded in `<data_dir>/state.json` by a previous run.
+    pub fn saved_members(data_dir: &std::path::Path) -> Vec<Member> {
+        std::fs::read(data_dir.join("state.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Inner>(&b).ok())
+            .map(|i| i.members)
+            .unwrap_or_default()
+    }
+
+    /// The latest resourceVersion handed out.
+    pub fn resource_version(&self) -> u64 {
+        self.inner.lock().unwrap().resource_version
+    }
+
+    /// The whole replicated state (objects, nodes, members) as JSON.
+    pub fn snapshot(&self) -> Value {
+        serde_json::to_value(&*self.inner.lock().unwrap()).expect("state serialises")
+    }
+
+    /// Takes a replica's state when it is newer (a higher resourceVersion) than
+    /// this one; true when it was taken.
+    pub fn install(&self, snapshot: &Value) -> bool {
+        let Ok(theirs) = serde_json::from_value::<Inner>(snapshot.clone()) else {
+            return false;
+        };
+        let mut inner = self.inner.lock().unwrap();
+        if theirs.resource_version <= inner.resource_version {
+            return false;
+        }
+        *inner = theirs;
+        // nodes new to this server start their grace period now
+        {
+            let mut seen = self.seen.lock().unwrap();
+            for name in inner.nodes.keys() {
+                seen.entry(name.clone()).or_insert_with(Instant::now);
+            }
+        }
+        self.publish_ports(&inner);
+        self.save(&inner);
+        true
+    }
+
+    /// How long ago (ms) each node was last heard from, for the other servers.
+    pub fn seen_ages(&self) -> BTreeMap<String, u64> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(n, t)| (n.clone(), t.elapsed().as_millis() as u64))
+            .collect()
+    }
+
+    /// Takes what another server heard: a node is as fresh as the freshest report.
+    pub fn merge_seen(&self, ages: &BTreeMap<String, u64>) {
+        let now = Instant::now();
+        let mut seen = self.seen.lock().unwrap();
+        for (name, age) in ages {
+            let Some(at) = now.checked_sub(Duration::from_millis(*age)) else {
+                continue;
+            };
+            let entry = seen.entry(name.clone()).or_insert(at);
+            if *entry < at {
+                *entry = at;
+            }
+        }
     }
 
     /// Records that `node` is alive (agents poll the server for node ports).
