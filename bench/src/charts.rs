@@ -139,7 +139,9 @@ fn scale(scale: &Value, path: &Path) -> Res<()> {
         .x_desc("agents")
         .y_desc("ms")
         .label_style(("sans-serif", 15))
-        .x_labels(points.len().max(2))
+        .x_labels(max_x as usize + 1)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()?;
     for (i, (label, key)) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
@@ -203,7 +205,8 @@ fn distribution(path: &Path, title: &str, data: &[(&str, Vec<f64>)]) -> Res<()> 
         .configure_mesh()
         .disable_x_mesh()
         .x_labels(0)
-        .y_desc("ms")
+        .y_desc("ms (dots: runs; bar: p10–p90; black: median)")
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .label_style(("sans-serif", 15))
         .draw()?;
     for (i, (label, samples)) in data.iter().enumerate() {
