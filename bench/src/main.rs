@@ -818,6 +818,44 @@ async fn ports(cx: &Ctx, rows: &mut Vec<Row>, raw: &mut Value) {
     raw["ports"] = json!(s);
 }
 
+/// One create (with LB), stop and start of the library with its progress
+/// messages and the time since each operation began: where the time goes.
+async fn timelines(cx: &Ctx, raw: &mut Value) {
+    type Lines = std::sync::Arc<std::sync::Mutex<Vec<(f64, String)>>>;
+    let lines: Lines = Default::default();
+    let sink = lines.clone();
+    let m = cx
+        .manager()
+        .with_reporter(std::sync::Arc::new(move |d: Duration, msg: &str| {
+            sink.lock().unwrap().push((ms(d), msg.to_string()));
+        }));
+    let never = CancellationToken::new();
+    let name = cx.name("tl");
+    let take = |what: &str, t: Instant| {
+        let mut l = std::mem::take(&mut *lines.lock().unwrap());
+        l.push((ms(t.elapsed()), "returned".into()));
+        for (at, msg) in &l {
+            eprintln!("kecs-bench:   {what} +{at:.0} ms {msg}");
+        }
+        l
+    };
+    let t = Instant::now();
+    m.create(&name, &with_lb(true), &never)
+        .await
+        .expect("create");
+    let create = take("create", t);
+    let t = Instant::now();
+    m.stop(&name, &never).await.expect("stop");
+    let stop = take("stop", t);
+    let t = Instant::now();
+    m.start(&name, Duration::from_secs(120), &never)
+        .await
+        .expect("start");
+    let start = take("start", t);
+    m.delete(&name, &never).await.expect("delete");
+    raw["timelines"] = json!({"create_with_lb": create, "stop": stop, "start": start});
+}
+
 /// (c) stop → start → ready of a running 1-server cluster with its load
 /// balancer: library vs the raw Docker stops and starts, and vs the delete +
 /// create KECS runs today to get a stopped cluster back.
@@ -910,6 +948,7 @@ async fn stop_start(cx: &Ctx, rows: &mut Vec<Row>, raw: &mut Value) {
         1.0,
     ));
     raw["stop_start"] = json!(s);
+    timelines(cx, raw).await;
 }
 
 async fn ffi_cost(cx: &Ctx, rows: &mut Vec<Row>, raw: &mut Value) {
