@@ -331,6 +331,68 @@ kecs_status_t kecs_cluster_ports(const kecs_manager_t *m,
                                  kecs_error_t **err);
 
 /**
+ * Creates and starts a standalone registry from `opts_json` (one
+ * RegistryCreate: `{"name":"kecs-registry","hostPort":5000,"hostIp":"127.0.0.1",
+ * "aliases":["registry.kecs.local"]}`); no cluster delete removes it. When
+ * `out_json` is not NULL the RegistryInfo is written there; free it with
+ * `kecs_string_free`. ALREADY_EXISTS when the name is taken. Blocks.
+ *
+ * # Safety
+ * `m` from `kecs_manager_new`; `opts_json` a NUL-terminated string; `cancel`
+ * NULL or from `kecs_cancel_new`; `out_json` and `err` NULL or valid.
+ */
+KECS_MUST_USE
+kecs_status_t kecs_registry_create(const kecs_manager_t *m,
+                                   const char *opts_json,
+                                   const kecs_cancel_t *cancel,
+                                   char **out_json,
+                                   kecs_error_t **err);
+
+/**
+ * Removes a registry and its data volume; a missing one is not an error. Blocks.
+ *
+ * # Safety
+ * `m` from `kecs_manager_new`; `name` a NUL-terminated string; `cancel` NULL or
+ * from `kecs_cancel_new`; `err` NULL or valid.
+ */
+KECS_MUST_USE
+kecs_status_t kecs_registry_delete(const kecs_manager_t *m,
+                                   const char *name,
+                                   const kecs_cancel_t *cancel,
+                                   kecs_error_t **err);
+
+/**
+ * Writes every registry (a JSON array of RegistryInfo) to `*out_json` (not
+ * NULL); free it with `kecs_string_free`.
+ *
+ * # Safety
+ * `m` from `kecs_manager_new`; `cancel` NULL or from `kecs_cancel_new`;
+ * `out_json` valid; `err` NULL or valid.
+ */
+KECS_MUST_USE
+kecs_status_t kecs_registry_list(const kecs_manager_t *m,
+                                 const kecs_cancel_t *cancel,
+                                 char **out_json,
+                                 kecs_error_t **err);
+
+/**
+ * Connects registry `registry` to running cluster `name`: network, then
+ * `registries.yaml` in every node and a restart of the nodes (k3s reads it
+ * only when it starts), waited for until every node is Ready, at most
+ * `timeout_ms`. Blocks.
+ *
+ * # Safety
+ * As for `kecs_cluster_create`; `registry` a NUL-terminated string.
+ */
+KECS_MUST_USE
+kecs_status_t kecs_registry_connect(const kecs_manager_t *m,
+                                    const char *registry,
+                                    const char *name,
+                                    uint64_t timeout_ms,
+                                    const kecs_cancel_t *cancel,
+                                    kecs_error_t **err);
+
+/**
  * Frees a string returned by this library. NULL is ignored.
  *
  * # Safety

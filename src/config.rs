@@ -37,6 +37,15 @@ pub struct ClusterManagerConfig {
     /// Image of k3d's server load balancer (default: $KECS_LB_IMAGE, else
     /// ghcr.io/k3d-io/k3d-proxy:5.8.3).
     pub lb_image: Option<String>,
+    /// Image of the registries this manager creates (default:
+    /// $KECS_REGISTRY_IMAGE, else docker.io/library/registry:2).
+    pub registry_image: Option<String>,
+    /// Every cluster uses KECS's shared registry `kecs-registry` (created on
+    /// first use, standalone: no cluster delete removes it), mirrored as
+    /// `localhost:<registryPort>` and `registry.kecs.local:<registryPort>`.
+    pub enable_registry: Option<bool>,
+    /// Host port of the shared registry (default 5000).
+    pub registry_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +86,9 @@ pub struct ResolvedConfig {
     pub api_host_ip: IpAddr,
     pub privileged: bool,
     pub lb_image: String,
+    pub registry_image: String,
+    pub enable_registry: bool,
+    pub registry_port: u16,
 }
 
 fn non_empty(v: Option<String>) -> Option<String> {
@@ -130,6 +142,10 @@ impl ClusterManagerConfig {
             .or_else(|| env("KECS_LB_IMAGE"))
             .unwrap_or_else(|| DEFAULT_LB_IMAGE.into());
         validate_image(&lb_image)?;
+        let registry_image = non_empty(self.registry_image.clone())
+            .or_else(|| env("KECS_REGISTRY_IMAGE"))
+            .unwrap_or_else(|| crate::registry::DEFAULT_REGISTRY_IMAGE.into());
+        validate_image(&registry_image)?;
         let docker_host = non_empty(self.docker_host.clone()).or_else(|| env("DOCKER_HOST"));
         let api_host_ip = match non_empty(self.api_host_ip.clone()) {
             Some(ip) => ip.trim().parse().map_err(|_| {
@@ -155,6 +171,9 @@ impl ClusterManagerConfig {
             docker_host,
             api_host_ip,
             lb_image,
+            registry_image,
+            enable_registry: self.enable_registry.unwrap_or(false),
+            registry_port: self.registry_port.filter(|p| *p != 0).unwrap_or(5000),
             privileged: match self.privileged {
                 Some(p) => p,
                 None => match env("KECS_PRIVILEGED").as_deref() {

@@ -266,16 +266,17 @@ pub async fn wait_for_log_line(
     follow_log_to_line(docker, container, needles, since, None).await
 }
 
-/// `wait_for_log_line` for lines logged at or after `started_at` (Docker's
-/// `State.StartedAt`, nanoseconds): on a restart the previous run's lines, even
-/// those of the same second, never count.
+/// `wait_for_log_line` for lines logged after `after` (an RFC 3339 time with
+/// nanoseconds, such as the previous run's `State.FinishedAt`): on a restart the
+/// previous run's lines, even those of the same second, never count. Docker's
+/// zero time (`0001-01-01…`, never ran) counts every line.
 pub async fn wait_for_log_line_after(
     docker: &Docker,
     container: &str,
     needles: &[&str],
-    started_at: &str,
+    after: &str,
 ) -> Result<String> {
-    let after = parse_timestamp(started_at);
+    let after = parse_timestamp(after).filter(|(s, _)| *s > 0);
     let since = after.map(|(s, _)| s).unwrap_or(0);
     follow_log_to_line(docker, container, needles, since, after).await
 }

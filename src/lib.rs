@@ -14,10 +14,12 @@ pub mod names;
 pub mod options;
 pub mod provider;
 pub mod readiness;
+pub mod registry;
 
 pub use config::{ClusterManagerConfig, ProviderKind, ResolvedConfig};
 pub use error::{Error, ErrorCode, Result};
 pub use manager::ClusterManager;
 pub use options::{CreateOptions, PortMapping, VolumeMount};
 pub use provider::{ClusterInfo, NodeInfo, PortInfo};
+pub use registry::{RegistryCreate, RegistryInfo, RegistryOptions};
 pub use tokio_util::sync::CancellationToken;

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kecs_cluster::options::parse_port_spec;
-use kecs_cluster::{ClusterInfo, ClusterManager, ClusterManagerConfig, CreateOptions};
+use kecs_cluster::{
+    ClusterInfo, ClusterManager, ClusterManagerConfig, CreateOptions, RegistryCreate,
+    RegistryOptions,
+};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -68,6 +71,18 @@ enum Command {
         /// No server load balancer (k3d's --no-lb): server-0 publishes the API.
         #[arg(long)]
         no_lb: bool,
+        /// Create a registry with the cluster: NAME[:HOSTPORT] (used verbatim,
+        /// as k3d's --registry-create; deleted with the cluster).
+        #[arg(long)]
+        registry_create: Option<String>,
+        /// Use an existing registry (repeatable; never deleted with the cluster).
+        #[arg(long)]
+        registry_use: Vec<String>,
+    },
+    /// Local image registries (k3d's `registry` commands).
+    Registry {
+        #[command(subcommand)]
+        command: RegistryCommand,
     },
     /// Port mappings of a running cluster (through its load balancer).
     Port {
@@ -105,6 +120,55 @@ enum Command {
         #[arg(long, default_value = "60s", value_parser = parse_duration)]
         timeout: Duration,
     },
+}
+
+#[derive(Subcommand)]
+enum RegistryCommand {
+    /// Create and start a registry `k3d-NAME` (standalone: no cluster deletes it).
+    Create {
+        name: String,
+        /// [HOSTIP:]HOSTPORT (default 127.0.0.1:5000).
+        #[arg(long)]
+        port: Option<String>,
+        /// More names it answers to on cluster networks (repeatable).
+        #[arg(long)]
+        alias: Vec<String>,
+    },
+    /// Delete a registry and its data (`k3d-` prefix optional).
+    Delete { name: String },
+    /// List registries.
+    List {
+        #[arg(short, long, default_value = "table")]
+        output: String,
+    },
+    /// Connect a registry to a running cluster (its nodes restart to use it).
+    Connect {
+        registry: String,
+        cluster: String,
+        #[arg(long, default_value = "120s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+}
+
+/// k3d's CLI names registries `k3d-NAME`; the prefix is optional on input.
+fn registry_name(name: &str) -> String {
+    if name.starts_with("k3d-") {
+        name.to_string()
+    } else {
+        format!("k3d-{name}")
+    }
+}
+
+/// `[HOSTIP:]HOSTPORT`.
+fn parse_registry_port(spec: &str) -> Result<(Option<String>, u16), String> {
+    let (ip, port) = match spec.rsplit_once(':') {
+        Some((ip, port)) => (Some(ip.to_string()), port),
+        None => (None, spec),
+    };
+    let port = port
+        .parse()
+        .map_err(|_| format!("invalid registry port {spec:?}: use [HOSTIP:]HOSTPORT"))?;
+    Ok((ip, port))
 }
 
 #[derive(Subcommand)]
@@ -226,7 +290,28 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<ExitCode, kecs_clust
             timeout,
             no_wait,
             no_lb,
+            registry_create,
+            registry_use,
         } => {
+            let create = match registry_create {
+                Some(spec) => {
+                    let (name, port) = match spec.split_once(':') {
+                        Some((n, p)) => (n.to_string(), parse_registry_port(p).map_err(bad)?.1),
+                        None => (spec.clone(), 0),
+                    };
+                    Some(RegistryCreate {
+                        name,
+                        host_port: port,
+                        ..Default::default()
+                    })
+                }
+                None => None,
+            };
+            let registry =
+                (create.is_some() || !registry_use.is_empty()).then_some(RegistryOptions {
+                    create,
+                    use_existing: registry_use,
+                });
             let env = env
                 .iter()
                 .map(|kv| {
@@ -249,6 +334,7 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<ExitCode, kecs_clust
                 wait_ready: !no_wait,
                 timeout_ms: timeout.as_millis() as u64,
                 load_balancer: no_lb.then_some(false),
+                registry,
                 ..Default::default()
             };
             let info = manager.create(&name, &opts, &cancel).await?;
@@ -298,6 +384,75 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<ExitCode, kecs_clust
             }
         }
         Command::Kubeconfig { name } => print!("{}", manager.kubeconfig(&name, &cancel).await?),
+        Command::Registry { command } => match command {
+            RegistryCommand::Create { name, port, alias } => {
+                let (host_ip, host_port) = match port {
+                    Some(p) => parse_registry_port(&p).map_err(bad)?,
+                    None => (None, 0),
+                };
+                let r = manager
+                    .registry_create(
+                        &RegistryCreate {
+                            name: registry_name(&name),
+                            host_port,
+                            host_ip,
+                            aliases: alias,
+                        },
+                        &cancel,
+                    )
+                    .await?;
+                println!(
+                    "{} on {}:{} (push to localhost:{}/IMAGE)",
+                    r.name, r.host_ip, r.host_port, r.host_port
+                );
+            }
+            RegistryCommand::Delete { name } => {
+                let exact = manager.registry_get(&name, &cancel).await.is_ok();
+                let name = if exact { name } else { registry_name(&name) };
+                manager.registry_delete(&name, &cancel).await?
+            }
+            RegistryCommand::List { output } => {
+                let list = manager.registry_list(&cancel).await?;
+                match output.as_str() {
+                    "json" => println!(
+                        "{}",
+                        serde_json::to_string_pretty(&list).expect("serialisable")
+                    ),
+                    "table" => {
+                        println!("{:<30} {:<22} {:<8} CLUSTER", "NAME", "HOST", "STATE");
+                        for r in &list {
+                            println!(
+                                "{:<30} {:<22} {:<8} {}",
+                                r.name,
+                                format!("{}:{}", r.host_ip, r.host_port),
+                                if r.running { "running" } else { "stopped" },
+                                r.cluster
+                            );
+                        }
+                    }
+                    o => {
+                        return Err(bad(format!(
+                            "unknown output format {o:?}: use table or json"
+                        )))
+                    }
+                }
+            }
+            RegistryCommand::Connect {
+                registry,
+                cluster,
+                timeout,
+            } => {
+                let exact = manager.registry_get(&registry, &cancel).await.is_ok();
+                let registry = if exact {
+                    registry
+                } else {
+                    registry_name(&registry)
+                };
+                manager
+                    .registry_connect(&registry, &cluster, timeout, &cancel)
+                    .await?
+            }
+        },
         Command::Port { command } => match command {
             PortCommand::Add { name, spec } => {
                 let p = manager

@@ -23,6 +23,7 @@ use crate::provider::{
     AnyProvider, ClusterInfo, Created, Kubeconfigs, PortInfo, Provider, ProviderCtx,
 };
 use crate::readiness;
+use crate::registry::{self, RegistryCreate, RegistryInfo};
 
 /// Upper bound for delete (and for the rollback a failed create runs).
 const DELETE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -474,6 +475,94 @@ impl ClusterManager {
             .await?
             .ok_or_else(|| not_found(&cluster))?;
         Ok(info.ports)
+    }
+
+    /// Creates and starts a standalone registry (k3d's `registry create`): no
+    /// cluster deletes it. AlreadyExists when the name is taken.
+    pub async fn registry_create(
+        &self,
+        opts: &RegistryCreate,
+        cancel: &CancellationToken,
+    ) -> Result<RegistryInfo> {
+        opts.validate()?;
+        let guard = self.guard(
+            &format!("registry {}", opts.name),
+            cancel,
+            Some(PORT_TIMEOUT),
+        );
+        let lock = self.lock_for(&format!("registry/{}", opts.name));
+        let _held = guard
+            .wait(
+                "waiting for another operation on the same registry",
+                async { Ok(lock.lock.lock().await) },
+            )
+            .await?;
+        let docker = self.docker(&guard).await?;
+        registry::create(docker, opts, &self.config.registry_image, "", &guard).await
+    }
+
+    /// Removes a registry and its data; a missing one is fine.
+    pub async fn registry_delete(&self, name: &str, cancel: &CancellationToken) -> Result<()> {
+        registry::validate_name(name)?;
+        let guard = self.guard(&format!("registry {name}"), cancel, Some(DELETE_TIMEOUT));
+        let docker = self.docker(&guard).await?;
+        registry::delete(docker, name, &guard).await.map(|_| ())
+    }
+
+    /// Every registry (k3d's `registry list`).
+    pub async fn registry_list(&self, cancel: &CancellationToken) -> Result<Vec<RegistryInfo>> {
+        let guard = self.guard("listing registries", cancel, None);
+        let docker = self.docker(&guard).await?;
+        let all = guard
+            .wait("listing registries", registry::all(docker))
+            .await?;
+        let mut list: Vec<RegistryInfo> = all.iter().map(registry::info_of).collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(list)
+    }
+
+    /// One registry; NotFound when there is none.
+    pub async fn registry_get(
+        &self,
+        name: &str,
+        cancel: &CancellationToken,
+    ) -> Result<RegistryInfo> {
+        registry::validate_name(name)?;
+        let guard = self.guard(&format!("registry {name}"), cancel, None);
+        let docker = self.docker(&guard).await?;
+        let found = guard
+            .wait("reading the registry", registry::find(docker, name))
+            .await?;
+        found
+            .map(|c| registry::info_of(&c))
+            .ok_or_else(|| Error::NotFound(format!("registry {name} does not exist")))
+    }
+
+    /// Connects an existing registry to a running cluster: network, then
+    /// `registries.yaml` in every node and a restart of the nodes (k3s reads it
+    /// only at start), waited for until every node is Ready, at most `timeout`.
+    pub async fn registry_connect(
+        &self,
+        registry_name: &str,
+        name: &str,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        let cluster = self.cluster_name(name)?;
+        registry::validate_name(registry_name)?;
+        let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(timeout));
+        let lock = self.lock_for(&cluster);
+        let _held = guard
+            .wait("waiting for another operation on the same cluster", async {
+                Ok(lock.lock.lock().await)
+            })
+            .await?;
+        let docker = self.docker(&guard).await?;
+        let cx = self.ctx(docker).await;
+        let reg = registry::reference(docker, registry_name).await?;
+        self.provider
+            .registry_connect(&cx, &cluster, &reg, &guard)
+            .await
     }
 
     /// True when every container of the cluster runs; NotFound when it does not exist.

@@ -31,6 +31,9 @@ pub struct CreateOptions {
     /// k3d's server load balancer `k3d-<c>-serverlb` in front of the servers
     /// (default true for k3d; kind adds its own only for several control planes).
     pub load_balancer: Option<bool>,
+    /// Registries to create with the cluster or use (k3d's `--registry-create`,
+    /// `--registry-use`), wired in before the nodes first start.
+    pub registry: Option<crate::registry::RegistryOptions>,
     pub wait_ready: bool,
     pub timeout_ms: u64,
 }
@@ -48,6 +51,7 @@ impl Default for CreateOptions {
             volumes: Vec::new(),
             api_port: 0,
             load_balancer: None,
+            registry: None,
             wait_ready: true,
             timeout_ms: DEFAULT_TIMEOUT_MS,
         }
@@ -156,6 +160,7 @@ pub struct CreatePlan {
     pub api_port: u16,
     /// None: the provider's default.
     pub load_balancer: Option<bool>,
+    pub registry: crate::registry::RegistryOptions,
     pub wait_ready: bool,
     pub timeout: std::time::Duration,
 }
@@ -260,6 +265,13 @@ impl CreateOptions {
                 ));
             }
         }
+        let registry = self.registry.clone().unwrap_or_default();
+        if let Some(c) = &registry.create {
+            c.validate()?;
+        }
+        for name in &registry.use_existing {
+            crate::registry::validate_name(name)?;
+        }
         Ok(CreatePlan {
             servers: self.servers,
             agents: self.agents,
@@ -271,6 +283,7 @@ impl CreateOptions {
             volumes: self.volumes.clone(),
             api_port: self.api_port,
             load_balancer: self.load_balancer,
+            registry,
             wait_ready: self.wait_ready,
             timeout: std::time::Duration::from_millis(self.timeout_ms),
         })

@@ -163,10 +163,13 @@ async fn server_and_two_agents(provider: &str) {
     };
     let info = c.manager.create(&c.name, &opts, &never()).await.unwrap();
     assert_eq!(info.node_count, 3);
+    // k3d's load balancer is listed with the nodes, but not counted as one
+    let helpers = usize::from(!info.load_balancer.is_empty());
     assert_eq!(
         info.nodes.iter().filter(|n| n.state == "running").count(),
-        3
+        3 + helpers
     );
+    assert!(info.running);
     let yaml = std::fs::read_to_string(c.manager.kubeconfig_path(&c.name).unwrap()).unwrap();
     assert_eq!(ready_nodes(&yaml).await.len(), 3);
     c.manager.delete(&c.name, &never()).await.unwrap();
@@ -521,8 +524,58 @@ async fn k3d_objects_and_labels_match_the_contract() {
         "unless-stopped"
     );
     assert!(hc.tmpfs.unwrap().contains_key("/run"));
-    let binding = &hc.port_bindings.unwrap()["6443/tcp"].clone().unwrap()[0];
+    // with the load balancer, only it publishes the API (k3d's layout); the
+    // servers know it by name
+    assert!(!hc
+        .port_bindings
+        .unwrap_or_default()
+        .contains_key("6443/tcp"));
+    let lb_name = format!("k3d-{}-serverlb", c.full);
+    assert_eq!(labels["k3d.server.loadbalancer"], lb_name);
+    assert!(cfg
+        .cmd
+        .unwrap()
+        .windows(2)
+        .any(|w| w[0] == "--tls-san" && w[1] == lb_name));
+    let lb = docker
+        .inspect_container(
+            &lb_name,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .unwrap();
+    let lb_labels = lb.config.unwrap().labels.unwrap();
+    assert_eq!(lb_labels["k3d.role"], "loadbalancer");
+    assert_eq!(lb_labels["k3d.cluster"], c.full);
+    assert!(!lb_labels.contains_key("k3d.server.api.port"));
+    let lb_hc = lb.host_config.unwrap();
+    let binding = &lb_hc.port_bindings.unwrap()["6443/tcp"].clone().unwrap()[0];
     assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
+    // a concrete port, so Docker binds the same one at every start
+    assert_eq!(
+        binding.host_port.as_deref(),
+        Some(labels["k3d.server.api.port"].as_str())
+    );
+    assert_eq!(
+        lb_hc.restart_policy.unwrap().name.unwrap().to_string(),
+        "unless-stopped"
+    );
+    // values.yaml in k3d's format, written before the first start
+    let values = kecs_cluster::docker::read_file(&docker, &lb_name, "/etc/confd/values.yaml")
+        .await
+        .unwrap();
+    let values = String::from_utf8(values).unwrap();
+    assert!(
+        values.starts_with(&format!(
+            "ports:\n  6443.tcp:\n  - k3d-{}-server-0\n",
+            c.full
+        )),
+        "{values}"
+    );
+    assert!(
+        values.ends_with("settings:\n  workerConnections: 1024\n"),
+        "{values}"
+    );
     let agent = docker
         .inspect_container(
             &format!("k3d-{}-agent-0", c.full),

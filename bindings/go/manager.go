@@ -423,3 +423,68 @@ func (m *Manager) PortMappings(ctx context.Context, cluster string) ([]PortMappi
 	}
 	return list, nil
 }
+
+// CreateRegistry creates and starts a standalone registry (k3d's `registry
+// create`); no cluster delete removes it. ErrAlreadyExists when the name is taken.
+func (m *Manager) CreateRegistry(ctx context.Context, r RegistryCreate) (*RegistryInfo, error) {
+	doc, err := json.Marshal(r)
+	if err != nil {
+		return nil, &Error{Code: CodeInvalidArgument, Op: "CreateRegistry", Message: err.Error()}
+	}
+	cdoc, free := cstring(string(doc))
+	defer free()
+	var out *C.char
+	err = m.call(ctx, "CreateRegistry", "", func(p *C.kecs_manager_t, tok *C.kecs_cancel_t, e **C.kecs_error_t) C.kecs_status_t {
+		return C.kecs_registry_create(p, cdoc, tok, &out, e)
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer C.kecs_string_free(out)
+	var info RegistryInfo
+	if err := json.Unmarshal([]byte(C.GoString(out)), &info); err != nil {
+		return nil, &Error{Code: CodeInternal, Op: "CreateRegistry", Message: "decoding the library's answer: " + err.Error()}
+	}
+	return &info, nil
+}
+
+// DeleteRegistry removes a registry and its data; a missing one is not an error.
+func (m *Manager) DeleteRegistry(ctx context.Context, name string) error {
+	cname, free := cstring(name)
+	defer free()
+	return m.call(ctx, "DeleteRegistry", "", func(p *C.kecs_manager_t, tok *C.kecs_cancel_t, e **C.kecs_error_t) C.kecs_status_t {
+		return C.kecs_registry_delete(p, cname, tok, e)
+	})
+}
+
+// ListRegistries lists every registry container.
+func (m *Manager) ListRegistries(ctx context.Context) ([]RegistryInfo, error) {
+	var out *C.char
+	err := m.call(ctx, "ListRegistries", "", func(p *C.kecs_manager_t, tok *C.kecs_cancel_t, e **C.kecs_error_t) C.kecs_status_t {
+		return C.kecs_registry_list(p, tok, &out, e)
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer C.kecs_string_free(out)
+	var list []RegistryInfo
+	if err := json.Unmarshal([]byte(C.GoString(out)), &list); err != nil {
+		return nil, &Error{Code: CodeInternal, Op: "ListRegistries", Message: "decoding the library's answer: " + err.Error()}
+	}
+	return list, nil
+}
+
+// ConnectRegistry connects an existing registry to a running cluster: the
+// nodes get its mirrors and restart to read them (k3s reads registries.yaml
+// only at start); it returns once every node is Ready again, or ctx ends
+// (DefaultWaitTimeout without a deadline).
+func (m *Manager) ConnectRegistry(ctx context.Context, registry, cluster string) error {
+	creg, freeReg := cstring(registry)
+	defer freeReg()
+	cname, free := cstring(cluster)
+	defer free()
+	ms := C.uint64_t(timeoutFor(ctx).Milliseconds())
+	return m.call(ctx, "ConnectRegistry", cluster, func(p *C.kecs_manager_t, tok *C.kecs_cancel_t, e **C.kecs_error_t) C.kecs_status_t {
+		return C.kecs_registry_connect(p, creg, cname, ms, tok, e)
+	})
+}

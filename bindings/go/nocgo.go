@@ -125,3 +125,21 @@ func (m *Manager) RemovePortMapping(ctx context.Context, cluster string, hostPor
 func (m *Manager) PortMappings(ctx context.Context, cluster string) ([]PortMapping, error) {
 	return nil, errNoCgo
 }
+
+// CreateRegistry needs cgo; see ErrCgoRequired.
+func (m *Manager) CreateRegistry(ctx context.Context, r RegistryCreate) (*RegistryInfo, error) {
+	return nil, errNoCgo
+}
+
+// DeleteRegistry needs cgo; see ErrCgoRequired.
+func (m *Manager) DeleteRegistry(ctx context.Context, name string) error { return errNoCgo }
+
+// ListRegistries needs cgo; see ErrCgoRequired.
+func (m *Manager) ListRegistries(ctx context.Context) ([]RegistryInfo, error) {
+	return nil, errNoCgo
+}
+
+// ConnectRegistry needs cgo; see ErrCgoRequired.
+func (m *Manager) ConnectRegistry(ctx context.Context, registry, cluster string) error {
+	return errNoCgo
+}

@@ -21,6 +21,41 @@ type Config struct {
 	NamePrefix     *string `json:"namePrefix,omitempty"`     // nil = "kecs-"
 	Privileged     *bool   `json:"privileged,omitempty"`     // nil = $KECS_PRIVILEGED, else true (k3s needs it)
 	LBImage        string  `json:"lbImage,omitempty"`        // k3d's load balancer image (ghcr.io/k3d-io/k3d-proxy:5.8.3)
+	RegistryImage  string  `json:"registryImage,omitempty"`  // registry image (docker.io/library/registry:2)
+	// EnableRegistry gives every cluster KECS's shared registry "kecs-registry"
+	// (created on first use, never deleted with a cluster), mirrored as
+	// localhost:<RegistryPort> and registry.kecs.local:<RegistryPort>, wired in
+	// before the nodes start (k3d provider).
+	EnableRegistry bool `json:"enableRegistry,omitempty"`
+	RegistryPort   int  `json:"registryPort,omitempty"` // host port of the shared registry (5000)
+}
+
+// RegistryCreate describes a registry to create. HostPort 0 means 5000;
+// HostIP "" means 127.0.0.1 (an unauthenticated registry on every interface
+// would serve anyone who can reach the machine).
+type RegistryCreate struct {
+	Name     string   `json:"name"` // the container name, verbatim
+	HostPort int      `json:"hostPort,omitempty"`
+	HostIP   string   `json:"hostIp,omitempty"`
+	Aliases  []string `json:"aliases,omitempty"` // more names on cluster networks
+}
+
+// RegistryOptions are the registries a cluster create makes or uses (k3d's
+// --registry-create, --registry-use).
+type RegistryOptions struct {
+	Create *RegistryCreate `json:"create,omitempty"`
+	Use    []string        `json:"use,omitempty"`
+}
+
+// RegistryInfo describes one registry container.
+type RegistryInfo struct {
+	Name     string   `json:"name"`
+	Image    string   `json:"image"`
+	HostIP   string   `json:"hostIp"`
+	HostPort int      `json:"hostPort"`
+	Running  bool     `json:"running"`
+	Cluster  string   `json:"cluster"` // the cluster whose create made it ("" standalone)
+	Aliases  []string `json:"aliases"`
 }
 
 // PortMapping publishes a node port on the host.
@@ -74,6 +109,8 @@ type CreateOptions struct {
 	// NoLoadBalancer leaves out k3d's server load balancer (k3d's --no-lb):
 	// server-0 publishes the API, and no port can be added while it runs.
 	NoLoadBalancer bool
+	// Registry wires registries into the cluster before its nodes start.
+	Registry *RegistryOptions
 }
 
 // MarshalJSON writes the library's CreateOptions document.
@@ -91,8 +128,9 @@ func (o CreateOptions) MarshalJSON() ([]byte, error) {
 		TimeoutMs int64             `json:"timeoutMs,omitempty"`
 		WaitReady bool              `json:"waitReady"`
 		LB        *bool             `json:"loadBalancer,omitempty"`
+		Registry  *RegistryOptions  `json:"registry,omitempty"`
 	}
-	w := wire{o.Servers, o.Agents, o.Image, o.K3sArgs, o.Env, o.Labels, o.Ports, o.Volumes, o.APIPort, o.Timeout.Milliseconds(), !o.NoWait, nil}
+	w := wire{o.Servers, o.Agents, o.Image, o.K3sArgs, o.Env, o.Labels, o.Ports, o.Volumes, o.APIPort, o.Timeout.Milliseconds(), !o.NoWait, nil, o.Registry}
 	if o.NoLoadBalancer {
 		off := false
 		w.LB = &off

@@ -19,6 +19,7 @@ use crate::config::ClusterManagerConfig;
 use crate::error::Error;
 use crate::manager::ClusterManager;
 use crate::options::{CreateOptions, PortMapping};
+use crate::registry::RegistryCreate;
 
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
 
@@ -485,6 +486,121 @@ pub unsafe extern "C" fn kecs_cluster_ports(
         // SAFETY: checked non-NULL above.
         unsafe { *out_json = s };
         Ok(())
+    })
+}
+
+/// Creates and starts a standalone registry from `opts_json` (one
+/// RegistryCreate: `{"name":"kecs-registry","hostPort":5000,"hostIp":"127.0.0.1",
+/// "aliases":["registry.kecs.local"]}`); no cluster delete removes it. When
+/// `out_json` is not NULL the RegistryInfo is written there; free it with
+/// `kecs_string_free`. ALREADY_EXISTS when the name is taken. Blocks.
+///
+/// # Safety
+/// `m` from `kecs_manager_new`; `opts_json` a NUL-terminated string; `cancel`
+/// NULL or from `kecs_cancel_new`; `out_json` and `err` NULL or valid.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn kecs_registry_create(
+    m: *const KecsManager,
+    opts_json: *const c_char,
+    cancel: *const KecsCancel,
+    out_json: *mut *mut c_char,
+    err: *mut *mut KecsError,
+) -> kecs_status_t {
+    run("kecs_registry_create", err, || {
+        let m = unsafe { manager_arg(m) }?;
+        let json = unsafe { str_arg(opts_json, "opts_json") }?;
+        let opts: RegistryCreate = serde_json::from_str(json)
+            .map_err(|e| Error::InvalidArgument(format!("registry options JSON: {e}")))?;
+        let token = unsafe { cancel_arg(cancel) };
+        let info = m.run(move |mgr| async move { mgr.registry_create(&opts, &token).await })?;
+        if !out_json.is_null() {
+            let json = serde_json::to_string(&info)
+                .map_err(|e| Error::Internal(format!("encoding the registry: {e}")))?;
+            let s = into_c_string(json)?;
+            // SAFETY: checked non-NULL above.
+            unsafe { *out_json = s };
+        }
+        Ok(())
+    })
+}
+
+/// Removes a registry and its data volume; a missing one is not an error. Blocks.
+///
+/// # Safety
+/// `m` from `kecs_manager_new`; `name` a NUL-terminated string; `cancel` NULL or
+/// from `kecs_cancel_new`; `err` NULL or valid.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn kecs_registry_delete(
+    m: *const KecsManager,
+    name: *const c_char,
+    cancel: *const KecsCancel,
+    err: *mut *mut KecsError,
+) -> kecs_status_t {
+    run("kecs_registry_delete", err, || {
+        let m = unsafe { manager_arg(m) }?;
+        let name = unsafe { str_arg(name, "name") }?.to_string();
+        let token = unsafe { cancel_arg(cancel) };
+        m.run(move |mgr| async move { mgr.registry_delete(&name, &token).await })
+    })
+}
+
+/// Writes every registry (a JSON array of RegistryInfo) to `*out_json` (not
+/// NULL); free it with `kecs_string_free`.
+///
+/// # Safety
+/// `m` from `kecs_manager_new`; `cancel` NULL or from `kecs_cancel_new`;
+/// `out_json` valid; `err` NULL or valid.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn kecs_registry_list(
+    m: *const KecsManager,
+    cancel: *const KecsCancel,
+    out_json: *mut *mut c_char,
+    err: *mut *mut KecsError,
+) -> kecs_status_t {
+    run("kecs_registry_list", err, || {
+        let m = unsafe { manager_arg(m) }?;
+        out_arg(out_json, "out_json")?;
+        let token = unsafe { cancel_arg(cancel) };
+        let list = m.run(move |mgr| async move { mgr.registry_list(&token).await })?;
+        let json = serde_json::to_string(&list)
+            .map_err(|e| Error::Internal(format!("encoding the registries: {e}")))?;
+        let s = into_c_string(json)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { *out_json = s };
+        Ok(())
+    })
+}
+
+/// Connects registry `registry` to running cluster `name`: network, then
+/// `registries.yaml` in every node and a restart of the nodes (k3s reads it
+/// only when it starts), waited for until every node is Ready, at most
+/// `timeout_ms`. Blocks.
+///
+/// # Safety
+/// As for `kecs_cluster_create`; `registry` a NUL-terminated string.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn kecs_registry_connect(
+    m: *const KecsManager,
+    registry: *const c_char,
+    name: *const c_char,
+    timeout_ms: u64,
+    cancel: *const KecsCancel,
+    err: *mut *mut KecsError,
+) -> kecs_status_t {
+    run("kecs_registry_connect", err, || {
+        let m = unsafe { manager_arg(m) }?;
+        let registry = unsafe { str_arg(registry, "registry") }?.to_string();
+        let name = unsafe { str_arg(name, "name") }?.to_string();
+        let token = unsafe { cancel_arg(cancel) };
+        let timeout = Duration::from_millis(timeout_ms);
+        m.run(move |mgr| async move {
+            mgr.registry_connect(&registry, &name, timeout, &token)
+                .await
+        })
     })
 }
 

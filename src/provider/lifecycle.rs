@@ -44,7 +44,7 @@ pub async fn stop_phases(
 
 /// Starts the nodes phase by phase: every start of a phase finishes, then every
 /// wait for a ready line. A node that exits instead is named with its exit code
-/// and last log lines; nothing is rolled back (the cluster existed before).
+/// and last log lines, and stopped (not removed: the cluster existed before).
 pub async fn start_phases(
     cx: &ProviderCtx<'_>,
     cluster: &str,
@@ -52,32 +52,43 @@ pub async fn start_phases(
     guard: &Guard,
 ) -> Result<()> {
     for phase in phases.into_iter().filter(|p| !p.is_empty()) {
+        // Lines of this run are those after the previous run ended: Docker
+        // stamps StartedAt after the process runs, so a fast node's ready line
+        // can come before it.
+        let ended =
+            futures_util::future::join_all(phase.iter().map(|n| finished_at(cx, &n.name))).await;
         let starts = phase
             .iter()
             .map(|n| steps::start_node(cx, cluster, &n.name, 0, guard));
         first_error(futures_util::future::join_all(starts).await)?;
         let waits = phase
             .iter()
-            .filter(|n| !n.lines.is_empty())
-            .map(|n| wait_restarted(cx, cluster, n, guard));
+            .zip(&ended)
+            .filter(|(n, _)| !n.lines.is_empty())
+            .map(|(n, ended)| wait_restarted(cx, cluster, n, ended, guard));
         first_error(futures_util::future::join_all(waits).await)?;
     }
     Ok(())
+}
+
+/// When the container's previous run ended (Docker's `State.FinishedAt`).
+async fn finished_at(cx: &ProviderCtx<'_>, name: &str) -> String {
+    docker::inspect(cx.docker, name)
+        .await
+        .ok()
+        .and_then(|i| i.state)
+        .and_then(|s| s.finished_at)
+        .unwrap_or_default()
 }
 
 async fn wait_restarted(
     cx: &ProviderCtx<'_>,
     cluster: &str,
     node: &NodeStart,
+    ended: &str,
     guard: &Guard,
 ) -> Result<()> {
     let name = &node.name;
-    let info = docker::inspect(cx.docker, name).await?;
-    let started_at = info
-        .state
-        .as_ref()
-        .and_then(|s| s.started_at.clone())
-        .unwrap_or_default();
     let step = format!(
         "cluster {cluster}: waiting for node {name} to log {:?}",
         node.lines[0]
@@ -85,12 +96,12 @@ async fn wait_restarted(
     let waited = guard
         .wait(
             &step,
-            docker::wait_for_log_line_after(cx.docker, name, node.lines, &started_at),
+            docker::wait_for_log_line_after(cx.docker, name, node.lines, ended),
         )
         .await;
     if let Err(e) = waited {
         // a restart policy may have started it again: its die event has the code
-        let since = docker::parse_timestamp(&started_at).map_or(0, |(s, _)| s);
+        let since = docker::parse_timestamp(ended).map_or(0, |(s, _)| s);
         let e = match docker::last_exit_code(cx.docker, name, since).await {
             Some(code) if e.code() != crate::ErrorCode::Timeout => {
                 e.with_suffix(format!("it exited with code {code}"))

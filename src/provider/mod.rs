@@ -221,6 +221,17 @@ pub trait Provider {
     ) -> Result<PortInfo> {
         Err(no_port_edits(self.kind(), cluster))
     }
+    /// Attaches an existing registry to the running cluster and makes its
+    /// nodes use it (they restart to read the new configuration).
+    async fn registry_connect(
+        &self,
+        _cx: &ProviderCtx<'_>,
+        cluster: &str,
+        _reg: &crate::registry::RegistryRef,
+        _guard: &Guard,
+    ) -> Result<()> {
+        Err(no_registry_connect(self.kind(), cluster))
+    }
     /// Removes a mapping `port_add` made.
     async fn port_remove(
         &self,
@@ -232,6 +243,13 @@ pub trait Provider {
     ) -> Result<()> {
         Err(no_port_edits(self.kind(), cluster))
     }
+}
+
+fn no_registry_connect(kind: ProviderKind, cluster: &str) -> crate::Error {
+    crate::Error::InvalidArgument(format!(
+        "cluster {cluster}: connecting a registry to a running {} cluster is not supported; use the k3d provider",
+        kind.as_str()
+    ))
 }
 
 fn no_port_edits(kind: ProviderKind, cluster: &str) -> crate::Error {
@@ -329,5 +347,14 @@ impl Provider for AnyProvider {
         guard: &Guard,
     ) -> Result<()> {
         dispatch!(self, p => p.port_remove(cx, cluster, host_port, protocol, guard).await)
+    }
+    async fn registry_connect(
+        &self,
+        cx: &ProviderCtx<'_>,
+        cluster: &str,
+        reg: &crate::registry::RegistryRef,
+        guard: &Guard,
+    ) -> Result<()> {
+        dispatch!(self, p => p.registry_connect(cx, cluster, reg, guard).await)
     }
 }

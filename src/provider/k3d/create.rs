@@ -15,8 +15,10 @@ use crate::docker;
 use crate::error::{is_docker_not_found, Error, Result};
 use crate::guard::Guard;
 use crate::options::{CreatePlan, NodeRef, Role};
-use crate::provider::query::finish_create;
+use crate::provider::query::{finish_create, reachable_kubeconfig};
 use crate::provider::{steps, Created, ProviderCtx};
+use crate::readiness;
+use crate::registry::{self, RegistryRef};
 
 pub async fn create(
     cx: &ProviderCtx<'_>,
@@ -34,10 +36,11 @@ pub async fn create(
             .await
             .map_err(|e| e.context(format!("cluster {cluster}: the load balancer's image")))?;
     }
+    let registries = check_registries(cx, cluster, plan, guard).await?;
     steps::with_rollback(
         cluster,
         guard,
-        build(cx, cluster, plan, guard),
+        build(cx, cluster, plan, &registries, guard),
         |rb| async move { remove_objects(cx, cluster, &rb).await },
     )
     .await
@@ -194,10 +197,61 @@ async fn wait_node(
     steps::wait_for_line(cx, cluster, name, &[line], guard).await
 }
 
+/// Before anything of the cluster exists: the registry to create has its image
+/// and a free name; each registry to use exists. Returns every registry the
+/// cluster will use.
+async fn check_registries(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    plan: &CreatePlan,
+    guard: &Guard,
+) -> Result<Vec<RegistryRef>> {
+    let mut refs = Vec::new();
+    if let Some(c) = &plan.registry.create {
+        docker::ensure_image(cx.docker, &cx.config.registry_image, guard)
+            .await
+            .map_err(|e| e.context(format!("cluster {cluster}: registry {}", c.name)))?;
+        if registry::find(cx.docker, &c.name).await?.is_some() {
+            return Err(Error::AlreadyExists(format!(
+                "cluster {cluster}: registry {} already exists: use it (registry.use) or choose another name",
+                c.name
+            )));
+        }
+        refs.push(c.validate()?);
+    }
+    for name in &plan.registry.use_existing {
+        let r = registry::reference(cx.docker, name)
+            .await
+            .map_err(|e| e.context(format!("cluster {cluster}")))?;
+        refs.push(r);
+    }
+    Ok(refs)
+}
+
+/// The registry a create makes (with the cluster's label, so delete and
+/// rollback find it), then every registry attached to the cluster network.
+async fn attach_registries(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    plan: &CreatePlan,
+    refs: &[RegistryRef],
+    guard: &Guard,
+) -> Result<()> {
+    if let Some(c) = &plan.registry.create {
+        registry::create(cx.docker, c, &cx.config.registry_image, cluster, guard).await?;
+    }
+    let net = spec::network_name(cluster);
+    for r in refs {
+        registry::connect(cx.docker, r, &net).await?;
+    }
+    Ok(())
+}
+
 async fn build(
     cx: &ProviderCtx<'_>,
     cluster: &str,
     plan: &CreatePlan,
+    registries: &[RegistryRef],
     guard: &Guard,
 ) -> Result<Created> {
     // join, not try_join: both calls finish even if one fails, so a rollback
@@ -230,7 +284,14 @@ async fn build(
     if let Some(lb) = &lb {
         bodies.push((lb.clone(), spec.lb_container()));
     }
-    steps::create_nodes(cx, cluster, bodies, guard).await?;
+    // the registries come up while the nodes are created (join: both finish)
+    let (made, regs) = futures_util::future::join(
+        steps::create_nodes(cx, cluster, bodies, guard),
+        attach_registries(cx, cluster, plan, registries, guard),
+    )
+    .await;
+    made?;
+    regs?;
 
     let name = |n: NodeRef| spec::node_name(cluster, n);
     let server0 = name(SERVER0);
@@ -271,7 +332,34 @@ async fn build(
         s0?;
         agents.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
     };
-    let (configured, started) = futures_util::future::join(lb_config, starts).await;
+    // k3s reads registries.yaml at its first start: write it before
+    let mirrors = async {
+        if registries.is_empty() {
+            return Ok(());
+        }
+        let yaml = registry::k3s_registries_yaml(registries);
+        let names: Vec<String> = nodes.iter().map(|n| spec::node_name(cluster, *n)).collect();
+        let writes = names.iter().map(|n| {
+            docker::write_file(
+                cx.docker,
+                n,
+                registry::K3S_REGISTRIES_PATH,
+                yaml.as_bytes(),
+                0o644,
+            )
+        });
+        let written = futures_util::future::join_all(writes).await;
+        written
+            .into_iter()
+            .collect::<Result<Vec<()>>>()
+            .map(|_| ())
+            .map_err(|e| e.context(format!("cluster {cluster}")))
+    };
+    let mirrored_then_started = async {
+        mirrors.await?;
+        starts.await
+    };
+    let (configured, started) = futures_util::future::join(lb_config, mirrored_then_started).await;
     configured?;
     started?;
 
@@ -315,7 +403,7 @@ async fn build(
     futures_util::future::try_join(servers_and_lb, agents_ready).await?;
 
     let all: Vec<String> = nodes.iter().map(|n| name(*n)).chain(lb.clone()).collect();
-    finish_create(
+    let created = finish_create(
         cx,
         cluster,
         &spec::network_name(cluster),
@@ -325,5 +413,29 @@ async fn build(
         steps::set_restart_policy(cx, cluster, &all, unless_stopped(), guard),
         read_kubeconfigs(cx, cluster, &server0, lb.as_deref().unwrap_or(&server0)),
     )
-    .await
+    .await?;
+    if !registries.is_empty() {
+        publish_registries(cx, cluster, &created, registries, guard).await?;
+    }
+    Ok(created)
+}
+
+/// The KEP-1755 ConfigMap and CoreDNS's NodeHosts, once the API answers.
+async fn publish_registries(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    created: &Created,
+    registries: &[RegistryRef],
+    guard: &Guard,
+) -> Result<()> {
+    let net = spec::network_name(cluster);
+    let reach = reachable_kubeconfig(cx, &net, &created.kubeconfigs).await;
+    let step = format!("cluster {cluster}: publishing the registries in the cluster");
+    guard
+        .wait(&step, async {
+            let client = readiness::client(reach, std::time::Duration::from_secs(10)).await?;
+            registry::publish_in_cluster(cx.docker, &client, &net, registries).await
+        })
+        .await
+        .map_err(|e| e.context(format!("cluster {cluster}")))
 }

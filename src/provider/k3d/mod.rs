@@ -21,6 +21,7 @@ use crate::guard::Guard;
 use crate::kubeconfig::EntryNames;
 use crate::options::{CreatePlan, ValidPort};
 use crate::readiness;
+use crate::registry::{self, RegistryRef};
 
 pub struct K3dProvider;
 
@@ -110,12 +111,16 @@ pub(crate) async fn remove_objects(
     cluster: &str,
     guard: &Guard,
 ) -> Result<bool> {
-    let containers = docker::containers_with_labels(cx.docker, &cluster_labels(cluster)).await?;
+    // registries are not removed with the nodes: release_network decides
+    let containers = cluster_containers(cx, cluster).await?;
     let external = containers
         .iter()
         .any(|c| summary_label(c, "k3d.cluster.network.external") == Some("true"));
     let names: Vec<String> = containers.iter().map(summary_name).collect();
     docker::remove_containers(cx.docker, &names, guard)
+        .await
+        .map_err(|e| e.context(format!("deleting cluster {cluster}")))?;
+    crate::registry::release_network(cx.docker, &spec::network_name(cluster), cluster, guard)
         .await
         .map_err(|e| e.context(format!("deleting cluster {cluster}")))?;
     let mut removed_any = !names.is_empty();
@@ -205,11 +210,66 @@ impl Provider for K3dProvider {
     }
 
     async fn exists(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<bool> {
-        Ok(
-            !docker::containers_with_labels(cx.docker, &cluster_labels(cluster))
-                .await?
-                .is_empty(),
-        )
+        Ok(!cluster_containers(cx, cluster).await?.is_empty())
+    }
+
+    async fn registry_connect(
+        &self,
+        cx: &ProviderCtx<'_>,
+        cluster: &str,
+        reg: &RegistryRef,
+        guard: &Guard,
+    ) -> Result<()> {
+        let all = existing_cluster(cx, cluster).await?;
+        let net = spec::network_name(cluster);
+        registry::connect(cx.docker, reg, &net).await?;
+        // every registry on the network, the new one included, in one file
+        let mut refs = Vec::new();
+        for c in registry::all(cx.docker).await? {
+            let on_net = c
+                .network_settings
+                .as_ref()
+                .and_then(|n| n.networks.as_ref())
+                .is_some_and(|n| n.contains_key(&net));
+            if on_net || summary_name(&c) == reg.name {
+                let i = registry::info_of(&c);
+                refs.push(RegistryRef {
+                    name: i.name,
+                    host_port: i.host_port,
+                    aliases: i.aliases,
+                });
+            }
+        }
+        let yaml = registry::k3s_registries_yaml(&refs);
+        let nodes: Vec<String> = all
+            .iter()
+            .filter(|c| is_node(c))
+            .map(summary_name)
+            .collect();
+        let writes = nodes.iter().map(|n| {
+            docker::write_file(
+                cx.docker,
+                n,
+                registry::K3S_REGISTRIES_PATH,
+                yaml.as_bytes(),
+                0o644,
+            )
+        });
+        for w in futures_util::future::join_all(writes).await {
+            w.map_err(|e| e.context(format!("cluster {cluster}")))?;
+        }
+        // k3s reads registries.yaml only when it starts: restart the nodes, as
+        // k3d must for a running cluster
+        guard.report(&format!(
+            "restarting cluster {cluster} to load registry {}",
+            reg.name
+        ));
+        self.stop(cx, cluster, guard).await?;
+        self.start(cx, cluster, guard).await?;
+        let kcs = self.kubeconfig(cx, cluster).await?;
+        let reach = reachable_kubeconfig(cx, &net, &kcs).await;
+        let client = readiness::client(reach, std::time::Duration::from_secs(10)).await?;
+        registry::publish_in_cluster(cx.docker, &client, &net, &refs).await
     }
 
     async fn kubeconfig(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<Kubeconfigs> {

@@ -91,15 +91,11 @@ pub async fn add(
         )
         .await?;
         steps::start_node(cx, cluster, &name, 0, guard).await?;
-        let started_at = docker::inspect(cx.docker, &name)
-            .await?
-            .state
-            .and_then(|s| s.started_at)
-            .unwrap_or_default();
+        // a new container: its whole log is this run's
         guard
             .wait(
                 &format!("cluster {cluster}: waiting for {name} to log {LB_READY:?}"),
-                docker::wait_for_log_line_after(cx.docker, &name, &[LB_READY], &started_at),
+                docker::wait_for_log_line(cx.docker, &name, &[LB_READY], 0),
             )
             .await?;
         Ok::<_, Error>(())

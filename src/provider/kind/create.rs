@@ -35,6 +35,11 @@ pub fn check_plan(plan: &CreatePlan) -> Result<()> {
             "kind clusters have no load balancer for port mappings: publish ports on a node (\"server:0\", \"agent:N\")".into(),
         ));
     }
+    if plan.registry.create.is_some() || !plan.registry.use_existing.is_empty() {
+        return Err(Error::InvalidArgument(
+            "registries are wired into k3d clusters only; the kind provider does not support them yet".into(),
+        ));
+    }
     if !plan.k3s_args.is_empty() {
         return Err(Error::InvalidArgument(
             "k3sArgs apply to k3d clusters only; the kind provider takes none".into(),
