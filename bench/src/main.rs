@@ -744,13 +744,51 @@ async fn concurrency(cx: &Ctx, rows: &mut Vec<Row>, raw: &mut Value) {
 /// refuses connections meanwhile.
 const K3D_PORT_ADD_MIN_MS: f64 = 6000.0;
 
+/// Adds (and removes) one more mapping while connecting to the cluster's API
+/// port every 5 ms: (connections tried, refused). Kept out of the timed runs,
+/// so the probing load does not weigh on the figure.
+async fn api_during_port_add(m: &ClusterManager, name: &str, api_port: u16) -> (usize, usize) {
+    let never = CancellationToken::new();
+    let done = CancellationToken::new();
+    let api = format!("127.0.0.1:{api_port}");
+    let probe = async {
+        let (mut tried, mut refused) = (0, 0);
+        while !done.is_cancelled() {
+            tried += 1;
+            if tokio::net::TcpStream::connect(&api).await.is_err() {
+                refused += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (tried, refused)
+    };
+    let add = async {
+        let port = kecs_cluster::PortMapping {
+            host_port: 0,
+            container_port: 29999,
+            protocol: None,
+            host_ip: Some("127.0.0.1".into()),
+            node: None,
+        };
+        let info = m.port_add(name, &port, &never).await.expect("port add");
+        done.cancel();
+        info
+    };
+    let (counts, info) = tokio::join!(probe, add);
+    m.port_remove(name, info.host_port, &info.protocol, &never)
+        .await
+        .expect("port remove");
+    counts
+}
+
 /// (b) a port mapping added to a running cluster: library vs the Docker calls
 /// of the same design (proxy create, values.yaml PUT, start, log wait).
 async fn ports(cx: &Ctx, rows: &mut Vec<Row>, raw: &mut Value) {
     let never = CancellationToken::new();
     let m = cx.manager();
     let name = cx.name("pa");
-    m.create(&name, &with_lb(true), &never)
+    let info = m
+        .create(&name, &with_lb(true), &never)
         .await
         .expect("create");
     let (_, fc) = floor::create(
@@ -792,8 +830,18 @@ async fn ports(cx: &Ctx, rows: &mut Vec<Row>, raw: &mut Value) {
         ]
     })
     .await;
+    let (tries, refused) = api_during_port_add(&m, &name, info.api_port).await;
     m.delete(&name, &never).await.expect("delete");
     floor::delete(&cx.docker, fc).await;
+    rows.push(Row::absolute(
+        &format!(
+            "5a. API connections refused during one more port add (of {tries} tried, every 5 ms)"
+        ),
+        "connections",
+        stats::one(refused as f64),
+        "0",
+        Some(0.0),
+    ));
     rows.push(floor_row(
         "5a. port add on a running cluster (its own proxy), library vs floor",
         &s,
@@ -816,6 +864,7 @@ async fn ports(cx: &Ctx, rows: &mut Vec<Row>, raw: &mut Value) {
         None,
     ));
     raw["ports"] = json!(s);
+    raw["ports_api_probe"] = json!({"tried": tries, "refused": refused});
 }
 
 /// One create (with LB), stop and start of the library with its progress

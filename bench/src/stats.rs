@@ -166,8 +166,9 @@ impl Row {
         let (v, f) = (stat(value), stat(floor));
         let ratio = v.median / f.median;
         let (lo, hi) = ratio_ci(value, floor);
-        let verdict = if against == Against::Floor && ratio < 1.0 {
-            // a floor the library beats is not the minimum of the Docker calls
+        let verdict = if against == Against::Floor && hi < 1.0 {
+            // a floor the library beats (the whole interval below 1) is not the
+            // minimum of the Docker calls
             "floor wrong".to_string()
         } else if hi <= max {
             "yes".to_string()
@@ -227,10 +228,12 @@ pub fn markdown(rows: &[Row]) -> String {
          |---|---:|---:|---:|---|---|---:|---:|---:|---|---:|---|---|\n",
     );
     for r in rows {
-        let floor_wrong = r.verdict == "floor wrong";
+        let below_floor = r.verdict == "floor wrong"
+            || (r.floor_name.starts_with("floor") && r.ratio.is_some_and(|x| x < 1.0));
         let ratio = match r.ratio {
-            // never print a ratio below 1 against a floor: the floor is wrong
-            Some(_) if floor_wrong => "floor beaten".to_string(),
+            // never print a ratio below 1 against a floor
+            Some(_) if r.verdict == "floor wrong" => "floor beaten".to_string(),
+            Some(_) if below_floor => "≈ 1 (at the floor, within noise)".to_string(),
             Some(x) => format!("{x:.3}"),
             None => "-".into(),
         };
@@ -294,9 +297,22 @@ mod tests {
         assert_eq!(ok.verdict, "yes");
         let bad = Row::ratio("x", "ms", &[130.0; 10], "f", &f, Against::Floor, 1.15);
         assert_eq!(bad.verdict, "no");
-        let beaten = Row::ratio("x", "ms", &[90.0; 10], "f", &f, Against::Floor, 1.15);
+        let beaten = Row::ratio("x", "ms", &[90.0; 10], "floor", &f, Against::Floor, 1.15);
         assert_eq!(beaten.verdict, "floor wrong");
         assert!(markdown(&[beaten]).contains("floor beaten"));
+        // below 1 only by noise: at the floor, no ratio below 1 printed
+        let noisy = [90.0, 110.0, 95.0, 105.0, 99.0];
+        let at = Row::ratio(
+            "x",
+            "ms",
+            &noisy,
+            "floor",
+            &[100.0; 5],
+            Against::Floor,
+            1.15,
+        );
+        assert_eq!(at.verdict, "yes");
+        assert!(markdown(&[at]).contains("at the floor"));
         let peer = Row::ratio("x", "ms", &[90.0; 10], "f", &f, Against::Peer, 0.95);
         assert_eq!(peer.verdict, "yes");
         let straddle = [100.0, 130.0, 105.0, 125.0, 110.0, 120.0];
