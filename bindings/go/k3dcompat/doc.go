@@ -107,9 +107,16 @@
 // else, CreateClusterWithPortMapping and GetKubernetesAPIPort included, stays
 // real.
 //
-// EnableRegistry (KECS's shared kecs-registry) is accepted and kept, but not
-// wired yet: creation goes on without a registry until the library's registry
-// support lands.
+// EnableRegistry gives each cluster KECS's shared registry: the container
+// kecs-registry (created on first use as a standalone registry, so no cluster
+// delete removes it; host port RegistryPort, default 5000, on 127.0.0.1) is
+// attached to the cluster network as kecs-registry and registry.kecs.local,
+// and registries.yaml in every node mirrors localhost:<port>,
+// kecs-registry:<port> and registry.kecs.local:<port> to it before the nodes
+// first start. KECS's node restart, 5 s sleep, /etc/hosts edit through docker
+// exec and CoreDNS patching by hand are not needed: CoreDNS's NodeHosts and the
+// kube-public/local-registry-hosting ConfigMap are set through the API, and
+// DeleteCluster disconnects the registry before the network goes.
 //
 // Unlike KECS's, every method is safe for concurrent use, the setters
 // included.

@@ -248,9 +248,43 @@ func (m *K3dClusterManager) create(ctx context.Context, cfg ClusterManagerConfig
 		return err
 	}
 	norm := normalizeClusterName(name)
-	// EnableRegistry is not wired yet (the library's registry support is on its
-	// way); creation goes on without the registry rather than failing.
-	return base.CreateClusterWithOptions(ctx, norm, standardOptions(cfg, norm, portMappings))
+	opts := standardOptions(cfg, norm, portMappings)
+	if cfg.EnableRegistry {
+		if err := ensureSharedRegistry(ctx, base, cfg.RegistryPort); err != nil {
+			return err
+		}
+		// wired in before the nodes start: no node restart, no sleep, no
+		// docker exec (KECS's configureRegistryForCluster steps)
+		opts.Registry = &kecscluster.RegistryOptions{Use: []string{sharedRegistry}}
+	}
+	return base.CreateClusterWithOptions(ctx, norm, opts)
+}
+
+// KECS's shared registry (its ensureRegistry): standalone, so no cluster
+// delete removes it, mirrored as localhost:<port> and registry.kecs.local:<port>.
+const (
+	sharedRegistry      = "kecs-registry"
+	sharedRegistryAlias = "registry.kecs.local"
+)
+
+func ensureSharedRegistry(ctx context.Context, base *kecscluster.Manager, port int) error {
+	regs, err := base.ListRegistries(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range regs {
+		if r.Name == sharedRegistry {
+			return nil
+		}
+	}
+	if port == 0 {
+		port = 5000
+	}
+	_, err = base.CreateRegistry(ctx, kecscluster.RegistryCreate{Name: sharedRegistry, HostPort: port, Aliases: []string{sharedRegistryAlias}})
+	if errors.Is(err, kecscluster.ErrAlreadyExists) { // made meanwhile by another instance
+		return nil
+	}
+	return err
 }
 
 // standardOptions is KECS's standard cluster spec (createClusterStandardWithPorts).
