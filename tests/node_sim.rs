@@ -1178,6 +1178,50 @@ async fn joined_server_serves_the_same_cluster() {
     assert_eq!(names.len(), 2, "{names:?}");
 }
 
+/// Three servers as k3d makes an HA cluster on `net`: server-0 with
+/// `--cluster-init`, the others joining it by name (K3S_URL), each one ready
+/// before the next starts.
+async fn three_servers(tag: &str, net: &str, env: &[&str]) -> Vec<Sim> {
+    let first = format!("kecs-simtest-{tag}-server-0");
+    let url = format!("K3S_URL=https://{first}:6443");
+    let mut servers = Vec::new();
+    for i in 0..3 {
+        let mut all_env = vec![OUT, "K3S_TOKEN=t"];
+        all_env.extend_from_slice(env);
+        let cmd: &[&str] = if i == 0 {
+            &["server", "--cluster-init"]
+        } else {
+            all_env.push(&url);
+            &["server"]
+        };
+        let (s, _) = start_sim(
+            &format!("kecs-simtest-{tag}-server-{i}"),
+            cmd,
+            &all_env,
+            Some(net),
+        )
+        .await;
+        s.wait_line("k3s is up and running", Duration::from_secs(10))
+            .await
+            .unwrap();
+        servers.push(s);
+    }
+    servers
+}
+
+async fn test_network(tag: &str) -> Net {
+    let net = format!("kecs-simtest-{tag}");
+    docker()
+        .await
+        .create_network(NetworkCreateRequest {
+            name: net.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    Net(net)
+}
+
 /// Three servers as k3d makes an HA cluster (server-0 `--cluster-init`, the
 /// others joining it by name): with server-0 stopped the others still take
 /// writes and serve them to each other; server-0 catches up when it is back,
@@ -1185,44 +1229,10 @@ async fn joined_server_serves_the_same_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_servers_keep_working_while_server0_is_stopped() {
     let tag = unique_name("ha");
-    let net = format!("kecs-simtest-{tag}");
-    let docker = docker().await;
     ensure_sim_image().await;
-    docker
-        .create_network(NetworkCreateRequest {
-            name: net.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let _net = Net(net.clone());
-    let first = format!("kecs-simtest-{tag}-server-0");
-    let url = format!("K3S_URL=https://{first}:6443");
-    let (s0, _) = start_sim(
-        &first,
-        &["server", "--cluster-init"],
-        &[OUT, "K3S_TOKEN=t"],
-        Some(&net),
-    )
-    .await;
-    s0.wait_line("k3s is up and running", Duration::from_secs(10))
-        .await
-        .unwrap();
-    let mut joined = Vec::new();
-    for i in 1..=2 {
-        let (s, _) = start_sim(
-            &format!("kecs-simtest-{tag}-server-{i}"),
-            &["server"],
-            &[OUT, "K3S_TOKEN=t", &url],
-            Some(&net),
-        )
-        .await;
-        s.wait_line("k3s is up and running", Duration::from_secs(10))
-            .await
-            .unwrap();
-        joined.push(s);
-    }
-    let (s1, s2) = (&joined[0], &joined[1]);
+    let net = test_network(&tag).await;
+    let servers = three_servers(&tag, &net.0, &[]).await;
+    let (s0, s1, s2) = (&servers[0], &servers[1], &servers[2]);
     let via1 = kube_client(&s1.host_kubeconfig().await).await;
     let via2 = kube_client(&s2.host_kubeconfig().await).await;
     let namespace = |name: &str| -> Namespace {
@@ -1307,4 +1317,76 @@ async fn three_servers_keep_working_while_server0_is_stopped() {
         .await
         .unwrap();
     assert!(rv(&later) > rv(&made), "{} then {}", rv(&made), rv(&later));
+}
+
+/// An agent of a three-server cluster, joined through server-0, keeps working
+/// with server-0 stopped: it follows the node ports through another server, stays
+/// Ready (its heartbeats reach the servers left), and rejoins after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_fails_over_when_server0_is_stopped() {
+    let tag = unique_name("haa");
+    ensure_sim_image().await;
+    let net = test_network(&tag).await;
+    // a short grace period: a node not heard from is NotReady within 1.5 s
+    let servers = three_servers(&tag, &net.0, &["SIM_NODE_GRACE_MS=1500"]).await;
+    let (s0, s2) = (&servers[0], &servers[2]);
+    let (agent, _) = start_sim(
+        &format!("kecs-simtest-{tag}-agent-0"),
+        &["agent"],
+        &["K3S_TOKEN=t", &format!("K3S_URL=https://{}:6443", s0.name)],
+        Some(&net.0),
+    )
+    .await;
+    agent
+        .wait_line("Successfully registered node", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let via2 = kube_client(&s2.host_kubeconfig().await).await;
+    let nodes: Api<Node> = Api::all(via2.clone());
+    assert!(ready(&nodes.get(&agent.name).await.unwrap()));
+
+    s0.stop().await;
+    // once server-2 sees server-0 NotReady the grace period has passed: the
+    // agent, heard through another server, is still Ready
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while ready(&nodes.get(&s0.name).await.unwrap()) {
+        assert!(
+            Instant::now() < deadline,
+            "the stopped server-0 stays Ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        ready(&nodes.get(&agent.name).await.unwrap()),
+        "the agent went NotReady with server-0 stopped"
+    );
+    // a node port made now opens on the agent too
+    let web = Api::<Service>::namespaced(via2.clone(), "default")
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "web"},
+                "spec": {"type": "NodePort", "ports": [{"port": 80}]}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let port = web.spec.unwrap().ports.unwrap()[0].node_port.unwrap();
+    agent
+        .wait_line(
+            &format!("Listening on node port {port}"),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    // a restarted agent rejoins through the servers it knew
+    agent.stop().await;
+    let started = agent.start().await;
+    agent
+        .wait_line_after(
+            "Successfully registered node",
+            &started,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
 }

@@ -844,8 +844,10 @@ async fn node_ports(server: &Server, r: &Req) -> Resp {
     )
     .await;
     let (generation, ports) = rx.borrow().clone();
+    // the servers an agent may fail over to
+    let servers: Vec<String> = server.state.members().into_iter().map(|m| m.url).collect();
     respond(
         StatusCode::OK,
-        json!({"generation": generation, "ports": ports}),
+        json!({"generation": generation, "ports": ports, "servers": servers}),
     )
 }

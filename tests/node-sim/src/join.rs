@@ -213,11 +213,11 @@ async fn register_for_state(
     Ok((ca, v["state"].clone()))
 }
 
-/// A server joining (or rejoining) a replicated cluster: registers with the first
+/// A node joining (or rejoining) a cluster: registers with the first
 /// of `urls` that answers, trying them in turn (the `--server` URL, then the
-/// members a previous run knew, as an etcd member rejoins through any peer);
+/// servers a previous run knew, as a k3s node rejoins through any of them);
 /// returns the cluster CA and state. A rejected token is logged and retried
-/// slowly, as `register` does.
+/// slowly, as a k3s agent does, so such a node never registers.
 pub async fn register_with_any(urls: &[String], token: &str, node: &NodeRecord) -> (CaPem, Value) {
     let mut delay = Duration::from_millis(20);
     loop {
@@ -255,28 +255,6 @@ pub async fn register_once_retrying(
                 delay = (delay * 2).min(Duration::from_millis(50));
             }
             Err(JoinError::Rejected(e)) => return Err(e),
-        }
-    }
-}
-
-/// Registers until it succeeds; a rejected token is logged and retried slowly, as a
-/// k3s agent does, so such a node never registers.
-pub async fn register(url: &str, token: &str, node: &NodeRecord) -> CaPem {
-    let mut delay = Duration::from_millis(20);
-    loop {
-        match register_once(url, token, node).await {
-            Ok(ca) => return ca,
-            Err(JoinError::Unreachable(e)) => {
-                logfmt::info(&format!(
-                    "Waiting to retrieve agent configuration; server is not ready: {e}"
-                ));
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_millis(50));
-            }
-            Err(JoinError::Rejected(e)) => {
-                logfmt::error(&format!("Failed to register node {}: {e}", node.name));
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
         }
     }
 }

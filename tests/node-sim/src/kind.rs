@@ -176,6 +176,7 @@ impl Node {
             url,
             token,
             self.me.name.clone(),
+            None,
         ));
         Ok(())
     }

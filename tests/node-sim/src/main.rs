@@ -97,6 +97,10 @@ fn main() {
 /// Where a k3s node keeps its state, as k3s does.
 const K3S_DATA_DIR: &str = "/var/lib/rancher/k3s";
 
+/// Where an agent keeps the cluster's server URLs (k3s keeps its agent load
+/// balancer's server list under `agent/etc`).
+const AGENT_SERVERS_FILE: &str = "agent/etc/k3s-agent-load-balancer.json";
+
 /// Knobs read from `SIM_FAULTS_FILE` at boot (empty when unset or absent).
 static FAULTS: std::sync::OnceLock<std::collections::HashMap<String, String>> =
     std::sync::OnceLock::new();
@@ -266,9 +270,23 @@ async fn run(args: args::Args) -> i32 {
                 return 1;
             };
             logfmt::info("Containerd is now running");
-            join::register(&url, &token, &me).await;
+            // the servers known from the last run too: a restarted agent
+            // rejoins through any of them, as k3s's agent load balancer does
+            let servers_file = std::path::Path::new(K3S_DATA_DIR).join(AGENT_SERVERS_FILE);
+            let mut urls = vec![url.clone()];
+            urls.extend(
+                nodeports::saved_servers(&servers_file)
+                    .into_iter()
+                    .filter(|u| *u != url),
+            );
+            join::register_with_any(&urls, &token, &me).await;
             logfmt::info(&format!("Successfully registered node {name}"));
-            tokio::spawn(nodeports::follow_server(url, token, name));
+            tokio::spawn(nodeports::follow_server(
+                url,
+                token,
+                name,
+                Some(servers_file),
+            ));
         }
         Role::Server => {
             if let Err(e) = run_server(&args, &me, &ips, server_url, token).await {

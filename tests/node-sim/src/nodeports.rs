@@ -2,9 +2,10 @@
 //! NodePort/LoadBalancer Service (0.0.0.0, TCP), as kube-proxy opens them on every
 //! node, and answers HTTP with its own name, so a test (or a load balancer in
 //! front of the nodes) can see which node it reached. A server follows its own
-//! state; agents and joined servers long-poll the server they joined.
+//! replica of the state; agents long-poll the servers.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -93,18 +94,31 @@ pub async fn follow_state(state: Arc<State>, node: String) {
     }
 }
 
-/// An agent or a joined server: long-poll the server it joined for the ports
-/// (each poll is also the node's heartbeat).
-pub async fn follow_server(url: String, token: String, node: String) {
+/// An agent (or a kind node): long-poll a server for the ports (each poll is
+/// also the node's heartbeat). The server names the cluster's servers in its
+/// answer; when the one polled is away the next is tried, as a k3s agent's
+/// client-side load balancer fails over. The list is kept in `servers_file`
+/// (when given) for the next boot.
+pub async fn follow_server(
+    url: String,
+    token: String,
+    node: String,
+    servers_file: Option<PathBuf>,
+) {
     let node: Arc<str> = node.into();
     let mut open = Listeners::default();
+    let mut servers = vec![url];
+    let mut at = 0usize;
+    let mut failed_in_a_row = 0usize;
     let mut generation = 0u64;
     let mut pause = Duration::from_millis(20);
     loop {
+        let current = servers[at % servers.len()].clone();
         let path = format!("/v1-k3s-sim/nodeports?after={generation}&node={node}");
-        match join::request(&url, &token, "GET", &path, b"", Duration::from_secs(30)).await {
+        match join::request(&current, &token, "GET", &path, b"", Duration::from_secs(30)).await {
             Ok((200, body)) => {
                 pause = Duration::from_millis(20);
+                failed_in_a_row = 0;
                 let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
                 generation = v["generation"].as_u64().unwrap_or(0);
                 let want: Vec<u16> = v["ports"]
@@ -115,16 +129,58 @@ pub async fn follow_server(url: String, token: String, node: String) {
                             .collect()
                     })
                     .unwrap_or_default();
+                let known: Vec<String> = v["servers"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|u| u.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if !known.is_empty() && known != servers {
+                    at = known.iter().position(|u| *u == current).unwrap_or(0);
+                    servers = known;
+                    if let Some(file) = &servers_file {
+                        save_servers(file, &servers);
+                    }
+                }
                 open.reconcile(&want, &node).await;
                 continue;
             }
-            Ok((code, _)) => logfmt::error(&format!("node ports from {url}: HTTP {code}")),
+            Ok((code, _)) => logfmt::error(&format!("node ports from {current}: HTTP {code}")),
             Err(JoinError::Unreachable(e) | JoinError::Rejected(e)) => {
-                logfmt::info(&format!("node ports from {url}: {e}"))
+                logfmt::info(&format!("node ports from {current}: {e}"))
             }
         }
-        // the server is away (restarting): back off, up to a second
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(1));
+        at = (at + 1) % servers.len();
+        failed_in_a_row += 1;
+        if failed_in_a_row >= servers.len() {
+            // every server is away (restarting): back off, up to a second
+            failed_in_a_row = 0;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+    }
+}
+
+/// The servers an agent knew, from its previous run.
+pub fn saved_servers(file: &Path) -> Vec<String> {
+    std::fs::read(file)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn save_servers(file: &Path, servers: &[String]) {
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = file.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec(servers)?)?;
+        std::fs::rename(&tmp, file)
+    };
+    if let Err(e) = write() {
+        logfmt::error(&format!("saving {}: {e}", file.display()));
     }
 }
