@@ -115,9 +115,11 @@ pub async fn https(
     .map_err(|e| JoinError::Unreachable(format!("dial {host}:{port}: {e}")))?;
     let name =
         ServerName::try_from(host.clone()).map_err(|e| JoinError::Rejected(e.to_string()))?;
-    let mut tls = TlsConnector::from(Arc::new(cfg))
-        .connect(name, tcp)
+    // a peer that accepts connections but never answers (a paused container)
+    // counts as unreachable once the limit is up
+    let mut tls = tokio::time::timeout(limit, TlsConnector::from(Arc::new(cfg)).connect(name, tcp))
         .await
+        .map_err(|_| JoinError::Unreachable(format!("TLS handshake with {host}:{port}: timeout")))?
         .map_err(|e| JoinError::Unreachable(format!("TLS handshake with {host}:{port}: {e}")))?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n");
     for (k, v) in headers {
