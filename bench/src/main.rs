@@ -902,7 +902,17 @@ async fn timelines(cx: &Ctx, raw: &mut Value) {
         .expect("start");
     let start = take("start", t);
     m.delete(&name, &never).await.expect("delete");
-    raw["timelines"] = json!({"create_with_lb": create, "stop": stop, "start": start});
+    let name = cx.name("tl");
+    let eight = CreateOptions {
+        agents: 8,
+        ..with_lb(true)
+    };
+    let t = Instant::now();
+    m.create(&name, &eight, &never).await.expect("create");
+    let create8 = take("create, 8 agents", t);
+    m.delete(&name, &never).await.expect("delete");
+    raw["timelines"] =
+        json!({"create_with_lb": create, "stop": stop, "start": start, "create_8_agents": create8});
 }
 
 /// (c) stop → start → ready of a running 1-server cluster with its load
