@@ -902,6 +902,8 @@ async fn timelines(cx: &Ctx, raw: &mut Value) {
         .expect("start");
     let start = take("start", t);
     m.delete(&name, &never).await.expect("delete");
+    // the delete's messages are not the next create's
+    lines.lock().unwrap().clear();
     let name = cx.name("tl");
     let eight = CreateOptions {
         agents: 8,
