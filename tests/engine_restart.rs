@@ -1,0 +1,197 @@
+//! A cluster survives a restart of the Docker Engine: same API port, the
+//! kubeconfig written at create still works. The machine's own engine is never
+//! touched: the test runs a private second `dockerd` (its own socket, data
+//! root, exec root, pid file and config file, under a temporary directory),
+//! loads the simulator images into it, and stops and restarts it by its pid.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kecs_cluster::{CancellationToken, ClusterManager, CreateOptions};
+use support::*;
+
+/// A private dockerd, stopped (by its pid) and its directories removed on drop.
+struct PrivateEngine {
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateEngine {
+    fn new() -> PrivateEngine {
+        // a short path: unix socket paths are limited to 108 bytes
+        let dir = PathBuf::from(format!("/tmp/kecs-dockerd-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // the machine's daemon.json sets data-root; ours must not inherit it
+        std::fs::write(dir.join("daemon.json"), "{}").unwrap();
+        PrivateEngine { dir, child: None }
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.dir.join("d.sock").display())
+    }
+
+    async fn start(&mut self) {
+        let log = std::fs::File::create(self.dir.join("dockerd.log")).unwrap();
+        let d = &self.dir;
+        let child = Command::new("dockerd")
+            .arg("--host")
+            .arg(self.host())
+            .arg("--data-root")
+            .arg(d.join("data"))
+            .arg("--exec-root")
+            .arg(d.join("exec"))
+            .arg("--pidfile")
+            .arg(d.join("d.pid"))
+            .arg("--config-file")
+            .arg(d.join("daemon.json"))
+            .args(["--bridge=none", "--iptables=false", "--ip6tables=false"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("these tests need dockerd on PATH");
+        self.child = Some(child);
+        // the engine answers /_ping once it is up: a condition, with a deadline
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(d) = kecs_cluster::docker::connect(Some(&self.host())).await {
+                if d.ping().await.is_ok() {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("private dockerd exited ({status}): {}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "private dockerd did not answer within 60 s: {}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM by pid, then wait for it to exit (the engine stops its
+    /// containers first).
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("dockerd.log"))
+            .unwrap_or_default()
+            .lines()
+            .rev()
+            .take(15)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn load(&self, images: &[&str]) {
+        let save = Command::new("docker")
+            .arg("save")
+            .args(images)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = Command::new("docker")
+            .args(["-H", &self.host(), "load", "-q"])
+            .stdin(save.stdout.unwrap())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "loading {images:?} into the private engine"
+        );
+    }
+}
+
+impl Drop for PrivateEngine {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            // whatever the test left: remove it, then stop the engine
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "docker -H {h} ps -aq | xargs -r docker -H {h} rm -f -v; docker -H {h} network prune -f",
+                    h = self.host()
+                ))
+                .output();
+        }
+        self.stop();
+        // mounts the engine left under its roots go before the directory does
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "grep -o ' {d}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l",
+                d = self.dir.display()
+            ))
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn api_answers(kubeconfig: &Path, limit: Duration) -> String {
+    let yaml = std::fs::read_to_string(kubeconfig).unwrap();
+    let deadline = Instant::now() + limit;
+    loop {
+        match kecs_cluster::readiness::server_version(&yaml, Duration::from_secs(2)).await {
+            Ok(v) => return v,
+            Err(e) if Instant::now() > deadline => panic!("the API did not answer: {e}"),
+            Err(_) => tokio::task::yield_now().await,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_comes_back_after_an_engine_restart() {
+    ensure_sim_image().await;
+    let _gate = shared();
+    let mut engine = PrivateEngine::new();
+    engine.start().await;
+    engine.load(&[SIM_IMAGE]);
+
+    let dir = TempDir::new("engine");
+    let mut config = config(dir.path(), "k3d");
+    config.docker_host = Some(engine.host());
+    let manager = ClusterManager::new(&config).unwrap();
+    let never = CancellationToken::new();
+    let name = unique_name("eng");
+    // The private engine runs without iptables (it must not touch the
+    // machine's rules), so containers there get no embedded DNS: the load
+    // balancer could not resolve its servers. The direct layout publishes the
+    // API on server-0 itself, through the same restart policy and pinned port.
+    let opts = CreateOptions {
+        load_balancer: Some(false),
+        ..Default::default()
+    };
+    let info = manager
+        .create(&name, &opts, &never)
+        .await
+        .unwrap_or_else(|e| panic!("create on the private engine: {e}\n{}", engine.log()));
+    let kubeconfig = PathBuf::from(&info.kubeconfig_path);
+    let before = std::fs::read(&kubeconfig).unwrap();
+    api_answers(&kubeconfig, Duration::from_secs(10)).await;
+
+    engine.stop();
+    engine.start().await;
+
+    // the restart policy brings every container back, on the same host port
+    let manager = ClusterManager::new(&config).unwrap();
+    let version = api_answers(&kubeconfig, Duration::from_secs(60)).await;
+    assert!(!version.is_empty());
+    let after = manager.info(&name, &never).await.unwrap();
+    assert_eq!(after.api_port, info.api_port, "the API port moved");
+    assert_eq!(std::fs::read(&kubeconfig).unwrap(), before);
+    assert!(after.running, "{:?}", after.nodes);
+    manager.delete(&name, &never).await.unwrap();
+}
