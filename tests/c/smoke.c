@@ -36,6 +36,10 @@ static int ok(const char *what, kecs_status_t st, kecs_error_t *err) {
     return 0;
 }
 
+/* The call first, then ok(): as arguments of one call, the status and `err`
+ * could be evaluated in either order, and `err` read before the call sets it. */
+#define OK(what, call) (st = (call), ok((what), st, err))
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: %s <cluster-name> <kubeconfig-dir>\n", argv[0]);
@@ -61,7 +65,7 @@ int main(int argc, char **argv) {
     CHECK(st == KECS_STATUS_INVALID_ARGUMENT, "malformed JSON accepted");
 
     kecs_manager_t *m = NULL;
-    if (!ok("manager_new", kecs_manager_new(config, &m, &err), err)) return 1;
+    if (!OK("manager_new", kecs_manager_new(config, &m, &err))) return 1;
     err = NULL;
 
     st = kecs_cluster_create(m, NULL, NULL, NULL, &err);
@@ -78,22 +82,22 @@ int main(int argc, char **argv) {
     CHECK(st == KECS_STATUS_CANCELLED, "pre-cancelled create returned %d", (int)st);
     kecs_cancel_free(cancel);
 
-    if (ok("create", kecs_cluster_create(m, name, "{\"agents\":2,\"timeoutMs\":60000}", NULL, &err), err)) {
+    if (OK("create", kecs_cluster_create(m, name, "{\"agents\":2,\"timeoutMs\":60000}", NULL, &err))) {
         bool exists = false;
         err = NULL;
-        if (ok("exists", kecs_cluster_exists(m, name, NULL, &exists, &err), err)) CHECK(exists, "exists is false after create");
+        if (OK("exists", kecs_cluster_exists(m, name, NULL, &exists, &err))) CHECK(exists, "exists is false after create");
         err = NULL;
-        ok("wait_ready", kecs_cluster_wait_ready(m, name, 30000, NULL, &err), err);
+        OK("wait_ready", kecs_cluster_wait_ready(m, name, 30000, NULL, &err));
         err = NULL;
 
         char *yaml = NULL;
-        if (ok("kubeconfig", kecs_cluster_kubeconfig(m, name, NULL, &yaml, &err), err)) {
+        if (OK("kubeconfig", kecs_cluster_kubeconfig(m, name, NULL, &yaml, &err))) {
             CHECK(strstr(yaml, "https://127.0.0.1:") != NULL, "kubeconfig has no host URL");
             kecs_string_free(yaml);
         }
         err = NULL;
         char *path = NULL;
-        if (ok("kubeconfig_path", kecs_cluster_kubeconfig_path(m, name, &path, &err), err)) {
+        if (OK("kubeconfig_path", kecs_cluster_kubeconfig_path(m, name, &path, &err))) {
             FILE *f = fopen(path, "r");
             CHECK(f != NULL, "kubeconfig file %s missing", path);
             if (f) fclose(f);
@@ -101,23 +105,45 @@ int main(int argc, char **argv) {
         }
         err = NULL;
         char *info = NULL;
-        if (ok("info", kecs_cluster_info(m, name, NULL, &info, &err), err)) {
+        if (OK("info", kecs_cluster_info(m, name, NULL, &info, &err))) {
             CHECK(strstr(info, "\"nodeCount\":3") != NULL, "info: %s", info);
             CHECK(strstr(info, "\"status\":\"running\"") != NULL, "info: %s", info);
             kecs_string_free(info);
         }
         err = NULL;
         char *list = NULL;
-        if (ok("list", kecs_cluster_list(m, NULL, &list, &err), err)) {
+        if (OK("list", kecs_cluster_list(m, NULL, &list, &err))) {
             CHECK(list[0] == '[' && strstr(list, name) != NULL, "list: %s", list);
             kecs_string_free(list);
         }
         err = NULL;
+        /* a port on the running cluster's load balancer, then stop and start */
+        char *port = NULL;
+        if (OK("port_add", kecs_cluster_port_add(m, name, "{\"hostPort\":0,\"containerPort\":30080}", NULL, &port, &err))) {
+            CHECK(strstr(port, "\"containerPort\":30080") != NULL, "port_add: %s", port);
+            kecs_string_free(port);
+        }
+        err = NULL;
+        char *ports = NULL;
+        if (OK("ports", kecs_cluster_ports(m, name, NULL, &ports, &err))) {
+            CHECK(strstr(ports, "\"added\":true") != NULL, "ports: %s", ports);
+            kecs_string_free(ports);
+        }
+        err = NULL;
+        bool running = true;
+        OK("stop", kecs_cluster_stop(m, name, NULL, &err));
+        err = NULL;
+        if (OK("is_running", kecs_cluster_is_running(m, name, NULL, &running, &err))) CHECK(!running, "running after stop");
+        err = NULL;
+        OK("start", kecs_cluster_start(m, name, 60000, NULL, &err));
+        err = NULL;
+        if (OK("is_running", kecs_cluster_is_running(m, name, NULL, &running, &err))) CHECK(running, "not running after start");
+        err = NULL;
     }
-    ok("delete", kecs_cluster_delete(m, name, NULL, &err), err);
+    OK("delete", kecs_cluster_delete(m, name, NULL, &err));
     err = NULL;
     bool exists = true;
-    if (ok("exists after delete", kecs_cluster_exists(m, name, NULL, &exists, &err), err)) CHECK(!exists, "exists after delete");
+    if (OK("exists after delete", kecs_cluster_exists(m, name, NULL, &exists, &err))) CHECK(!exists, "exists after delete");
     err = NULL;
     st = kecs_cluster_info(m, name, NULL, &(char *){NULL}, &err);
     CHECK(st == KECS_STATUS_NOT_FOUND, "info after delete returned %d", (int)st);
