@@ -4,7 +4,10 @@
 //! server hands them out. With a data directory the state is written to
 //! `<dir>/state.json` after every change and read back at boot, so a container that
 //! is stopped and started again keeps its cluster (k3s keeps its datastore under
-//! `/var/lib/rancher/k3s/server/db`).
+//! `/var/lib/rancher/k3s/server/db`). The servers of a cluster hold one replica
+//! each (`cluster.rs`): `snapshot` and `install` move the whole state between
+//! them, the newest (highest resourceVersion) winning, and the state records the
+//! member servers in the order they joined.
 
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -1339,6 +1342,47 @@ mod tests {
         assert!(s
             .replace("configmaps", "default", "frozen", &labelled)
             .is_ok());
+    }
+
+    fn server(name: &str) -> NodeRecord {
+        NodeRecord {
+            name: name.into(),
+            control_plane: true,
+            ip: "10.0.0.1".into(),
+            labels: Default::default(),
+            created: String::new(),
+            uid: String::new(),
+            peer_url: format!("https://{name}:6443"),
+        }
+    }
+
+    #[test]
+    fn replicas_take_only_newer_state_and_members_keep_their_order() {
+        let (leader, _) = State::open("t".into(), "ca".into(), None, (10, 43));
+        let (follower, _) = State::open_with("t".into(), "ca".into(), None, (10, 43), false);
+        assert_eq!(
+            follower.resource_version(),
+            0,
+            "a joining server starts empty"
+        );
+        for name in ["s-0", "s-1", "s-2"] {
+            leader.register(server(name));
+        }
+        // an agent is no member
+        leader.register(NodeRecord {
+            peer_url: String::new(),
+            ..server("agent")
+        });
+        leader.register(server("s-0"));
+        let names: Vec<String> = leader.members().into_iter().map(|m| m.name).collect();
+        assert_eq!(names, ["s-0", "s-1", "s-2"]);
+        let old = leader.snapshot();
+        leader.create("namespaces", "", &ns("later")).unwrap();
+        assert!(follower.install(&leader.snapshot()));
+        assert!(!follower.install(&old), "an older state is refused");
+        assert!(follower.get("namespaces", "", "later", None).is_ok());
+        assert_eq!(follower.members(), leader.members());
+        assert_eq!(follower.resource_version(), leader.resource_version());
     }
 
     #[test]
