@@ -1,8 +1,12 @@
 //! A cluster survives a restart of the Docker Engine: same API port, the
 //! kubeconfig written at create still works. The machine's own engine is never
 //! touched: the test runs a private second `dockerd` (its own socket, data
-//! root, exec root, pid file and config file, under a temporary directory),
-//! loads the simulator images into it, and stops and restarts it by its pid.
+//! root, exec root, pid file and config file, under a temporary directory, and
+//! a bridge of its own), loads the simulator images into it, and stops and
+//! restarts it by its pid.
+//!
+//! Never `--bridge=none`: a dockerd started with it deletes the host's `docker0`
+//! interface, which belongs to the machine's engine.
 
 mod support;
 
@@ -27,7 +31,24 @@ impl PrivateEngine {
         std::fs::create_dir_all(&dir).unwrap();
         // the machine's daemon.json sets data-root; ours must not inherit it
         std::fs::write(dir.join("daemon.json"), "{}").unwrap();
+        // its default bridge is one of its own (the test's containers use a
+        // network of their own; this only keeps it off docker0)
+        let bridge = Self::bridge_name();
+        let _ = Command::new("ip").args(["link", "del", &bridge]).status();
+        let ok = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ip link add {bridge} type bridge && ip addr add 198.18.{}.1/24 dev {bridge} && ip link set {bridge} up",
+                std::process::id() % 250
+            ))
+            .status()
+            .unwrap();
+        assert!(ok.success(), "creating bridge {bridge} for the private engine");
         PrivateEngine { dir, child: None }
+    }
+
+    fn bridge_name() -> String {
+        format!("kecsd{}", std::process::id() % 100_000)
     }
 
     fn host(&self) -> String {
@@ -48,7 +69,8 @@ impl PrivateEngine {
             .arg(d.join("d.pid"))
             .arg("--config-file")
             .arg(d.join("daemon.json"))
-            .args(["--bridge=none", "--iptables=false", "--ip6tables=false"])
+            .arg(format!("--bridge={}", Self::bridge_name()))
+            .args(["--iptables=false", "--ip6tables=false"])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -137,6 +159,9 @@ impl Drop for PrivateEngine {
             ))
             .status();
         let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = Command::new("ip")
+            .args(["link", "del", &Self::bridge_name()])
+            .status();
     }
 }
 

@@ -34,6 +34,10 @@ func TestMain(m *testing.M) {
 	if os.Getenv("KECS_LB_IMAGE") == "" {
 		os.Setenv("KECS_LB_IMAGE", simLBImage)
 	}
+	// the real distribution registry, packaged from Debian (tests/registry)
+	if os.Getenv("KECS_REGISTRY_IMAGE") == "" {
+		os.Setenv("KECS_REGISTRY_IMAGE", "kecs-sim/registry:test")
+	}
 	if os.Getenv("KECS_TEST_PRIVILEGED") != "1" {
 		os.Setenv("KECS_PRIVILEGED", "false")
 	}
@@ -99,6 +103,41 @@ func cleanupCluster(t *testing.T, cfg *ClusterManagerConfig, name string) {
 }
 
 // freePorts picks n distinct host ports nothing listens on (0.0.0.0).
+// registryRunning reports whether KECS's shared registry container exists and runs.
+func registryRunning(t *testing.T) (exists, running bool) {
+	t.Helper()
+	resp, err := dockerClient().Get("http://docker/containers/kecs-registry/json")
+	if err != nil {
+		t.Fatalf("inspecting kecs-registry: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return false, false
+	}
+	var c struct{ State struct{ Running bool } }
+	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
+		t.Fatalf("decoding kecs-registry: %v", err)
+	}
+	return true, c.State.Running
+}
+
+// removeRegistryAfter removes kecs-registry when the test ends, unless it was
+// there before (then it is someone else's and stays).
+func removeRegistryAfter(t *testing.T) {
+	t.Helper()
+	if existed, _ := registryRunning(t); existed {
+		return
+	}
+	t.Cleanup(func() {
+		for _, path := range []string{"/containers/kecs-registry?force=1&v=1", "/volumes/kecs-registry-data"} {
+			req, _ := http.NewRequest(http.MethodDelete, "http://docker"+path, nil)
+			if resp, err := dockerClient().Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}
+	})
+}
+
 func freePorts(t *testing.T, n int) []int32 {
 	t.Helper()
 	var ports []int32

@@ -49,7 +49,7 @@ func startNew(t *testing.T, m *K3dClusterManager, in *instance) {
 		t.Fatalf("ClusterExists before create = %v, %v", ok, err)
 	}
 	m.SetVolumeMounts([]VolumeMount{{HostPath: in.dataDir, ContainerPath: in.dataDir}})
-	m.SetEnableRegistry(true) // as KECS does; not wired yet, must not fail
+	m.SetEnableRegistry(true) // as KECS does: the shared kecs-registry
 	start := time.Now()
 	if err := m.CreateClusterWithPortMapping(ctx, in.full(), in.portMappingsAtCreate); err != nil {
 		t.Fatalf("CreateClusterWithPortMapping: %v", err)
@@ -165,6 +165,8 @@ func listed(t *testing.T, m *K3dClusterManager, name string) (ClusterInfo, bool)
 func TestInstanceFlows(t *testing.T) {
 	requireImages(t)
 	cfg := testConfig(t)
+	removeRegistryAfter(t)
+	cfg.RegistryPort = int(freePorts(t, 1)[0])
 	m := newManager(t, cfg)
 	ctx := context.Background()
 	a, b := newInstance(t, "a"), newInstance(t, "b")
@@ -270,6 +272,9 @@ func TestInstanceFlows(t *testing.T) {
 	}
 	if _, ok := listed(t, m, b.name); !ok {
 		t.Fatalf("ListClusters lost %s", b.name)
+	}
+	if _, running := registryRunning(t); !running {
+		t.Fatalf("the shared registry stopped with %s while %s uses it", a.name, b.name)
 	}
 	if got := httpAnswer(t, b.api, 30*time.Second); !strings.Contains(got, "server-0") {
 		t.Errorf("the other instance's host port %d answered %q", b.api, got)
