@@ -130,6 +130,20 @@ async fn restart_keeps_everything(provider: &str, tag: &str, opts: CreateOptions
             nodes,
             "every node Ready after round {round}: {ready}"
         );
+        // Docker rewrote /etc/hosts at the start; k3d's host alias is back
+        if provider == "k3d" && opts.agents > 0 {
+            let agent = format!("k3d-{}-agent-0", c.full);
+            let hosts = kecs_cluster::docker::exec_ok(
+                &docker().await,
+                &agent,
+                &["cat", "/etc/hosts"],
+                None,
+                false,
+            )
+            .await
+            .unwrap();
+            assert!(hosts.contains("host.k3d.internal"), "{hosts}");
+        }
     }
     // start of a running cluster is a no-op
     c.manager
