@@ -43,7 +43,10 @@ impl PrivateEngine {
             ))
             .status()
             .unwrap();
-        assert!(ok.success(), "creating bridge {bridge} for the private engine");
+        assert!(
+            ok.success(),
+            "creating bridge {bridge} for the private engine"
+        );
         PrivateEngine { dir, child: None }
     }
 
