@@ -103,6 +103,21 @@ impl ClusterManager {
         }
     }
 
+    /// Waits for (and then holds, until the result drops) the lock of one
+    /// cluster or registry name: operations on the same name never interleave.
+    async fn hold(&self, name: &str, guard: &Guard) -> Result<HeldName<'_>> {
+        let lock = self.lock_for(name);
+        let held = guard
+            .wait("waiting for another operation on the same name", async {
+                Ok(lock.lock.clone().lock_owned().await)
+            })
+            .await?;
+        Ok(HeldName {
+            _held: held,
+            _lock: lock,
+        })
+    }
+
     async fn docker(&self, guard: &Guard) -> Result<&Docker> {
         let host = self.config.docker_host.clone();
         guard
@@ -146,12 +161,7 @@ impl ClusterManager {
         let mut plan = options.validate(&self.config.image)?;
         self.provider.check_plan(&plan)?;
         let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(plan.timeout));
-        let lock = self.lock_for(&cluster);
-        let _held = guard
-            .wait("waiting for another operation on the same cluster", async {
-                Ok(lock.lock.lock().await)
-            })
-            .await?;
+        let _held = self.hold(&cluster, &guard).await?;
         let docker = self.docker(&guard).await?;
         let cx = self.ctx(docker).await;
         guard.check("checking whether the cluster exists")?;
@@ -267,12 +277,7 @@ impl ClusterManager {
     pub async fn delete(&self, name: &str, cancel: &CancellationToken) -> Result<()> {
         let cluster = self.cluster_name(name)?;
         let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(DELETE_TIMEOUT));
-        let lock = self.lock_for(&cluster);
-        let _held = guard
-            .wait("waiting for another operation on the same cluster", async {
-                Ok(lock.lock.lock().await)
-            })
-            .await?;
+        let _held = self.hold(&cluster, &guard).await?;
         let docker = self.docker(&guard).await?;
         let cx = self.ctx(docker).await;
         guard.check("deleting the cluster")?;
@@ -368,12 +373,7 @@ impl ClusterManager {
     pub async fn stop(&self, name: &str, cancel: &CancellationToken) -> Result<()> {
         let cluster = self.cluster_name(name)?;
         let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(STOP_TIMEOUT));
-        let lock = self.lock_for(&cluster);
-        let _held = guard
-            .wait("waiting for another operation on the same cluster", async {
-                Ok(lock.lock.lock().await)
-            })
-            .await?;
+        let _held = self.hold(&cluster, &guard).await?;
         let docker = self.docker(&guard).await?;
         let cx = self.ctx(docker).await;
         if !self.provider.stop(&cx, &cluster, &guard).await? {
@@ -394,12 +394,7 @@ impl ClusterManager {
     ) -> Result<()> {
         let cluster = self.cluster_name(name)?;
         let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(timeout));
-        let lock = self.lock_for(&cluster);
-        let _held = guard
-            .wait("waiting for another operation on the same cluster", async {
-                Ok(lock.lock.lock().await)
-            })
-            .await?;
+        let _held = self.hold(&cluster, &guard).await?;
         let docker = self.docker(&guard).await?;
         let cx = self.ctx(docker).await;
         if !self.provider.start(&cx, &cluster, &guard).await? {
@@ -421,12 +416,7 @@ impl ClusterManager {
         let cluster = self.cluster_name(name)?;
         let port = validate_runtime_port(port)?;
         let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(PORT_TIMEOUT));
-        let lock = self.lock_for(&cluster);
-        let _held = guard
-            .wait("waiting for another operation on the same cluster", async {
-                Ok(lock.lock.lock().await)
-            })
-            .await?;
+        let _held = self.hold(&cluster, &guard).await?;
         let docker = self.docker(&guard).await?;
         let cx = self.ctx(docker).await;
         self.provider.port_add(&cx, &cluster, &port, &guard).await
@@ -448,12 +438,7 @@ impl ClusterManager {
             )));
         }
         let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(PORT_TIMEOUT));
-        let lock = self.lock_for(&cluster);
-        let _held = guard
-            .wait("waiting for another operation on the same cluster", async {
-                Ok(lock.lock.lock().await)
-            })
-            .await?;
+        let _held = self.hold(&cluster, &guard).await?;
         let docker = self.docker(&guard).await?;
         let cx = self.ctx(docker).await;
         self.provider
@@ -551,12 +536,7 @@ impl ClusterManager {
         let cluster = self.cluster_name(name)?;
         registry::validate_name(registry_name)?;
         let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(timeout));
-        let lock = self.lock_for(&cluster);
-        let _held = guard
-            .wait("waiting for another operation on the same cluster", async {
-                Ok(lock.lock.lock().await)
-            })
-            .await?;
+        let _held = self.hold(&cluster, &guard).await?;
         let docker = self.docker(&guard).await?;
         let cx = self.ctx(docker).await;
         let reg = registry::reference(docker, registry_name).await?;
@@ -591,6 +571,13 @@ impl ClusterManager {
         }
         Ok(list)
     }
+}
+
+/// A held name lock. Fields drop in order: the mutex is released before the
+/// map entry is looked at.
+struct HeldName<'a> {
+    _held: tokio::sync::OwnedMutexGuard<()>,
+    _lock: NameLock<'a>,
 }
 
 /// One cluster name's lock; the map entry goes away with its last user, so the

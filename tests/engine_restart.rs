@@ -121,7 +121,7 @@ impl PrivateEngine {
     }
 
     fn load(&self, images: &[&str]) {
-        let save = Command::new("docker")
+        let mut save = Command::new("docker")
             .arg("save")
             .args(images)
             .stdout(Stdio::piped())
@@ -129,10 +129,11 @@ impl PrivateEngine {
             .unwrap();
         let status = Command::new("docker")
             .args(["-H", &self.host(), "load", "-q"])
-            .stdin(save.stdout.unwrap())
+            .stdin(save.stdout.take().unwrap())
             .stdout(Stdio::null())
             .status()
             .unwrap();
+        assert!(save.wait().unwrap().success(), "docker save {images:?}");
         assert!(
             status.success(),
             "loading {images:?} into the private engine"
