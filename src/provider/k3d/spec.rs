@@ -439,16 +439,31 @@ mod tests {
                 "--tls-san",
                 "127.0.0.1",
                 "--tls-san",
+                "k3d-kecs-a-serverlb",
+                "--tls-san",
                 "kecs.local"
             ]
         );
+        assert_eq!(l["k3d.server.loadbalancer"], "k3d-kecs-a-serverlb");
         let body = s.container(SERVER0);
         let hc = body.host_config.unwrap();
         assert_eq!(hc.privileged, Some(false));
         assert_eq!(hc.init, Some(true));
-        let api = hc.port_bindings.unwrap()["6443/tcp"].clone().unwrap();
+        // the load balancer publishes the API, the server does not
+        assert!(!hc.port_bindings.unwrap().contains_key("6443/tcp"));
+        let lb = s.lb_container();
+        let lb_labels = lb.labels.unwrap();
+        assert_eq!(lb_labels["k3d.role"], "loadbalancer");
+        assert!(!lb_labels.contains_key("k3d.server.api.port"));
+        let api = lb.host_config.unwrap().port_bindings.unwrap()["6443/tcp"]
+            .clone()
+            .unwrap();
         assert_eq!(api[0].host_ip.as_deref(), Some("127.0.0.1"));
         assert_eq!(api[0].host_port.as_deref(), Some(""));
+        assert_eq!(
+            lb_values_yaml(&s.lb_targets()),
+            "ports:\n  6443.tcp:\n  - k3d-kecs-a-server-0\nsettings:\n  workerConnections: 1024\n"
+        );
         assert_eq!(hc.binds.unwrap(), vec!["k3d-kecs-a-images:/k3d/images"]);
     }
 
@@ -479,6 +494,7 @@ mod tests {
         };
         assert_eq!(s.cmd(a1), vec!["agent"]);
         assert!(!s.labels(a1).contains_key("k3d.server.api.port"));
+        // a port filtered to a node stays on that node, not the load balancer
         let ports = s.container(a1).host_config.unwrap().port_bindings.unwrap();
         assert_eq!(
             ports["80/tcp"].clone().unwrap()[0].host_port.as_deref(),
