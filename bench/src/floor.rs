@@ -130,16 +130,18 @@ async fn ready(docker: &Docker, name: &str, line: &str) {
         .expect("floor: ready line");
 }
 
-/// Waits for `line` logged after the container's latest start (a restart's
-/// ready line, never the previous run's): one inspect, then the log.
+/// Waits for `line` logged after the container's previous run ended (a
+/// restart's ready line, never the previous run's): one inspect, then the log.
+/// The previous run's `FinishedAt`, not the new `StartedAt`: a fast process
+/// logs its first lines before Docker records `StartedAt`.
 pub async fn ready_after_start(docker: &Docker, name: &str, line: &str) {
-    let started_at = inspect(docker, name)
+    let finished_at = inspect(docker, name)
         .await
         .expect("floor: inspect")
         .state
-        .and_then(|s| s.started_at)
+        .and_then(|s| s.finished_at)
         .unwrap_or_default();
-    wait_for_log_line_after(docker, name, &[line], &started_at)
+    wait_for_log_line_after(docker, name, &[line], &finished_at)
         .await
         .expect("floor: ready line after the restart");
 }
