@@ -45,6 +45,14 @@ fi
 step "clippy"
 cargo clippy --release --workspace --all-targets -- -D warnings
 
+step "benchmark charts render from a fixed input (the drawing code cannot rot)"
+charts="$(mktemp -d)"
+target/release/kecs-bench --render-only bench/render-fixture.json --charts "$charts"
+for f in scale lb-create port-add stop-start; do
+  grep -q "<svg" "$charts/$f.svg" || { echo "chart $f.svg not drawn" >&2; exit 1; }
+done
+rm -rf "$charts"
+
 step "simulator images (nodes, load balancers) and the real registry image"
 tests/node-sim/build-image.sh
 tests/lb-sim/build-image.sh
