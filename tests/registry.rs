@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use kecs_cluster::docker;
 use kecs_cluster::{
-    CancellationToken, ClusterManager, ClusterManagerConfig, CreateOptions, ErrorCode,
-    RegistryCreate, RegistryOptions,
+    ClusterManager, ClusterManagerConfig, CreateOptions, ErrorCode, RegistryCreate, RegistryOptions,
 };
 use support::*;
 
@@ -104,18 +103,6 @@ impl Ctx {
     }
 }
 
-fn never() -> CancellationToken {
-    CancellationToken::new()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn http_get(port: u16, path: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -167,21 +154,6 @@ async fn pull_in_node(node: &str, image: &str) -> String {
     docker::exec_ok(&docker, node, &["crictl", "pull", image], None, false)
         .await
         .unwrap_or_else(|e| panic!("crictl pull {image} in {node}: {e}"))
-}
-
-fn kubectl(kubeconfig: &str, args: &[&str]) -> String {
-    let out = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .expect("these tests need the stock kubectl on PATH");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A registry made by the create: push to localhost:<port>, the catalog lists

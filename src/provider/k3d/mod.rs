@@ -232,32 +232,17 @@ impl Provider for K3dProvider {
                 .and_then(|n| n.networks.as_ref())
                 .is_some_and(|n| n.contains_key(&net));
             if on_net || summary_name(&c) == reg.name {
-                let i = registry::info_of(&c);
-                refs.push(RegistryRef {
-                    name: i.name,
-                    host_port: i.host_port,
-                    aliases: i.aliases,
-                });
+                refs.push(registry::info_of(&c).into());
             }
         }
-        let yaml = registry::k3s_registries_yaml(&refs);
         let nodes: Vec<String> = all
             .iter()
             .filter(|c| is_node(c))
             .map(summary_name)
             .collect();
-        let writes = nodes.iter().map(|n| {
-            docker::write_file(
-                cx.docker,
-                n,
-                registry::K3S_REGISTRIES_PATH,
-                yaml.as_bytes(),
-                0o644,
-            )
-        });
-        for w in futures_util::future::join_all(writes).await {
-            w.map_err(|e| e.context(format!("cluster {cluster}")))?;
-        }
+        registry::write_k3s_config(cx.docker, &nodes, &refs)
+            .await
+            .map_err(|e| e.context(format!("cluster {cluster}")))?;
         // k3s reads registries.yaml only when it starts: restart the nodes, as
         // k3d must for a running cluster
         guard.report(&format!(
