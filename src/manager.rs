@@ -169,6 +169,22 @@ impl ClusterManager {
             guard.report(&format!("cluster {cluster} already exists"));
             return self.info_in(&cx, &cluster).await;
         }
+        if self.config.enable_registry
+            && plan.registry.create.is_none()
+            && plan.registry.use_existing.is_empty()
+        {
+            // KECS's shared registry: made once, standalone, used by every cluster
+            registry::ensure_shared(
+                docker,
+                &self.config.registry_image,
+                self.config.registry_port,
+                &guard,
+            )
+            .await?;
+            plan.registry
+                .use_existing
+                .push(registry::SHARED_NAME.into());
+        }
         let created = self
             .create_on_fixed_port(&cx, &cluster, &mut plan, &guard)
             .await?;
@@ -475,12 +491,8 @@ impl ClusterManager {
             cancel,
             Some(PORT_TIMEOUT),
         );
-        let lock = self.lock_for(&format!("registry/{}", opts.name));
-        let _held = guard
-            .wait(
-                "waiting for another operation on the same registry",
-                async { Ok(lock.lock.lock().await) },
-            )
+        let _held = self
+            .hold(&format!("registry/{}", opts.name), &guard)
             .await?;
         let docker = self.docker(&guard).await?;
         registry::create(docker, opts, &self.config.registry_image, "", &guard).await

@@ -379,3 +379,52 @@ async fn registry_failures_leave_nothing() {
     assert_eq!(e.code(), ErrorCode::NotFound, "{e}");
     assert!(leftovers(&full).await.is_empty());
 }
+
+/// `enableRegistry` (KECS's shared registry): the first create makes the
+/// standalone `kecs-registry` with its alias, every cluster mirrors to it, and
+/// deleting a cluster leaves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_registry_shares_kecs_registry() {
+    let c = setup("regs").await;
+    let shared = kecs_cluster::registry::SHARED_NAME;
+    // someone else's kecs-registry stays theirs: then this test only uses it
+    let existed = c.manager.registry_get(shared, &never()).await.is_ok();
+    let _rg = RegistryGuard(if existed {
+        vec![]
+    } else {
+        vec![shared.to_string()]
+    });
+    let mut config = c.config.clone();
+    config.enable_registry = Some(true);
+    config.registry_port = Some(free_port());
+    let manager = ClusterManager::new(&config).unwrap();
+    let (n, full, _g) = c.cluster("rgs");
+    manager
+        .create(&n, &CreateOptions::default(), &never())
+        .await
+        .unwrap();
+    let reg = manager.registry_get(shared, &never()).await.unwrap();
+    assert!(reg.running && reg.cluster.is_empty(), "{reg:?}");
+    assert!(reg.aliases.iter().any(|a| a == "registry.kecs.local"));
+    let yaml = docker::read_file(
+        &docker().await,
+        &format!("k3d-{full}-server-0"),
+        kecs_cluster::registry::K3S_REGISTRIES_PATH,
+    )
+    .await
+    .unwrap();
+    let yaml = String::from_utf8(yaml).unwrap();
+    assert!(
+        yaml.contains(&format!("\"registry.kecs.local:{}\"", reg.host_port)),
+        "{yaml}"
+    );
+    manager.delete(&n, &never()).await.unwrap();
+    assert!(leftovers(&full).await.is_empty());
+    assert!(
+        manager
+            .registry_get(shared, &never())
+            .await
+            .unwrap()
+            .running
+    );
+}
