@@ -15,7 +15,36 @@ pub const DEFAULT_LB_IMAGE: &str = "ghcr.io/k3d-io/k3d-proxy:5.8.3";
 pub const DEFAULT_NAME_PREFIX: &str = "kecs-";
 pub const CONTAINER_MODE_KUBECONFIG_DIR: &str = "/kecs/kubeconfig";
 
-/// What callers configure; every field is optional (camelCase JSON).
+/// What callers configure; every field is optional (camelCase JSON, the shape
+/// the C ABI and Go take). An unset field comes from the environment
+/// (`KECS_CLUSTER_PROVIDER`, `KECS_CONTAINER_MODE`, `KECS_KUBECONFIG_PATH`,
+/// `KECS_K3S_IMAGE` / `KECS_KIND_IMAGE`, `KECS_LB_IMAGE`, `KECS_REGISTRY_IMAGE`,
+/// `KECS_PRIVILEGED`, `DOCKER_HOST`), else from the defaults; a set field always
+/// wins over the environment.
+///
+/// ```
+/// use kecs_cluster::{ClusterManagerConfig, ProviderKind};
+///
+/// let config = ClusterManagerConfig::from_json(
+///     r#"{"provider": "kind", "kubeconfigPath": "/tmp/kc", "privileged": false}"#,
+/// )?;
+/// // resolve() is what ClusterManager::new does with the process environment;
+/// // here a fixed environment shows the order: set field, then $KECS_*, then default
+/// let env = |key: &str| match key {
+///     "KECS_KIND_IMAGE" => Some("example.test/kind-node:dev".to_string()),
+///     "KECS_PRIVILEGED" => Some("true".to_string()),
+///     _ => None,
+/// };
+/// let resolved = config.resolve(env)?;
+/// assert_eq!(resolved.provider, ProviderKind::Kind);
+/// assert_eq!(resolved.image, "example.test/kind-node:dev"); // unset: from the environment
+/// assert!(!resolved.privileged); // set: wins over $KECS_PRIVILEGED
+/// assert_eq!(resolved.name_prefix, "kecs-"); // neither: the default
+///
+/// // unknown fields are refused, not ignored
+/// assert!(ClusterManagerConfig::from_json(r#"{"provder": "kind"}"#).is_err());
+/// # Ok::<(), kecs_cluster::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterManagerConfig {
@@ -119,6 +148,8 @@ impl ClusterManagerConfig {
             None => match env("HOME") {
                 Some(home) => PathBuf::from(home).join(".kube"),
                 None => {
+    /// Parses the camelCase JSON the C ABI and Go send; unknown fields are an
+    /// `InvalidArgument` error.
                     return Err(Error::InvalidArgument(
                         "kubeconfigPath is not set and HOME is unset: set kubeconfigPath or KECS_KUBECONFIG_PATH".into(),
                     ))

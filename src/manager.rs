@@ -34,6 +34,11 @@ const PORT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long `info` waits for the API server's /version before leaving it empty.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Creates, deletes and inspects clusters: the library's entry point. One per
+/// configuration; `Send + Sync`, so share it (`Arc`) between tasks. Operations
+/// on the same cluster name are serialised; on different names they run
+/// concurrently. Every operation takes a [`CancellationToken`]: cancelling it
+/// ends the operation with `Cancelled` (a create first removes what it made).
 pub struct ClusterManager {
     config: ResolvedConfig,
     provider: AnyProvider,
@@ -46,6 +51,26 @@ pub struct ClusterManager {
 impl ClusterManager {
     /// Resolves `config` against the process environment. Makes no Docker call:
     /// the engine is contacted on first use.
+    ///
+    /// ```
+    /// use kecs_cluster::{ClusterManager, ClusterManagerConfig};
+    /// use std::path::Path;
+    ///
+    /// let manager = ClusterManager::new(&ClusterManagerConfig {
+    ///     kubeconfig_path: Some("/tmp/kubeconfigs".into()), // a directory
+    ///     ..Default::default() // the rest: $KECS_*, else the defaults
+    /// })?;
+    /// // names get the prefix ("kecs-") once; nothing has talked to Docker yet
+    /// assert_eq!(manager.cluster_name("web")?, "kecs-web");
+    /// assert_eq!(manager.cluster_name("kecs-web")?, "kecs-web");
+    /// assert_eq!(
+    ///     manager.kubeconfig_path("web")?,
+    ///     Path::new("/tmp/kubeconfigs/kecs-web.config")
+    /// );
+    /// // bad input is refused before anything is created
+    /// assert!(manager.cluster_name("Not_A_Name").is_err());
+    /// # Ok::<(), kecs_cluster::Error>(())
+    /// ```
     pub fn new(config: &ClusterManagerConfig) -> Result<ClusterManager> {
         Self::with_env(config, |k| std::env::var(k).ok())
     }
@@ -151,6 +176,36 @@ impl ClusterManager {
 
     /// Creates the cluster and waits until it is ready; an existing cluster is
     /// returned as it is (idempotent, as in KECS). On failure nothing remains.
+    ///
+    /// Errors: `InvalidArgument` for bad names or options (before any Docker
+    /// call), `ImageUnavailable` when an image is neither present nor pullable,
+    /// `Timeout` after `options.timeout_ms`, `Cancelled` when `cancel` fires; in
+    /// every case what the create made has been removed.
+    ///
+    /// ```no_run
+    /// # use kecs_cluster::{CancellationToken, ClusterManager, ClusterManagerConfig, CreateOptions, PortMapping};
+    /// # async fn run() -> kecs_cluster::Result<()> {
+    /// let manager = ClusterManager::new(&ClusterManagerConfig::default())?;
+    /// let cancel = CancellationToken::new();
+    /// // e.g. tokio::signal::ctrl_c() cancelling it from another task
+    /// let options = CreateOptions {
+    ///     agents: 2,
+    ///     // host 8080 → NodePort 30080 on every node, through the load balancer
+    ///     ports: vec![PortMapping {
+    ///         host_port: 8080,
+    ///         container_port: 30080,
+    ///         protocol: None,
+    ///         host_ip: None,
+    ///         node: None,
+    ///     }],
+    ///     ..Default::default()
+    /// };
+    /// let info = manager.create("web", &options, &cancel).await?;
+    /// assert_eq!(info.name, "kecs-web");
+    /// println!("API at https://{}:{}", info.api_host, info.api_port);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn create(
         &self,
         name: &str,
@@ -290,6 +345,16 @@ impl ClusterManager {
     }
 
     /// Deletes the cluster and our kubeconfig files; a missing cluster is fine.
+    ///
+    /// ```no_run
+    /// # use kecs_cluster::{CancellationToken, ClusterManager};
+    /// # async fn run(manager: &ClusterManager) -> kecs_cluster::Result<()> {
+    /// manager.delete("web", &CancellationToken::new()).await?;
+    /// assert!(!manager.exists("web", &CancellationToken::new()).await?);
+    /// manager.delete("web", &CancellationToken::new()).await?; // again: still Ok
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn delete(&self, name: &str, cancel: &CancellationToken) -> Result<()> {
         let cluster = self.cluster_name(name)?;
         let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(DELETE_TIMEOUT));
@@ -335,7 +400,21 @@ impl ClusterManager {
     }
 
     /// The cluster's kubeconfig as YAML: node names on the cluster network in
-    /// container mode, the published host port otherwise.
+    /// container mode, the published host port otherwise. `NotFound` when there
+    /// is no such cluster. (Create also writes it to
+    /// [`kubeconfig_path`](Self::kubeconfig_path).)
+    ///
+    /// ```no_run
+    /// # use kecs_cluster::{CancellationToken, ClusterManager, ErrorCode};
+    /// # async fn run(manager: &ClusterManager) -> Result<(), Box<dyn std::error::Error>> {
+    /// let cancel = CancellationToken::new();
+    /// let yaml = manager.kubeconfig("web", &cancel).await?;
+    /// std::fs::write("/tmp/web.kubeconfig", &yaml)?; // kubectl --kubeconfig /tmp/web.kubeconfig …
+    /// let missing = manager.kubeconfig("no-such-cluster", &cancel).await;
+    /// assert_eq!(missing.unwrap_err().code(), ErrorCode::NotFound);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn kubeconfig(&self, name: &str, cancel: &CancellationToken) -> Result<String> {
         let cluster = self.cluster_name(name)?;
         let guard = self.guard(&format!("cluster {cluster}"), cancel, None);

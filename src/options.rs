@@ -11,6 +11,32 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 120_000;
 pub const MAX_SERVERS: u32 = 9;
 pub const MAX_AGENTS: u32 = 99;
 
+/// How to create a cluster (camelCase JSON through the C ABI and Go; every
+/// field has a default). Checked before the first Docker call, so bad options
+/// create nothing.
+///
+/// ```
+/// use kecs_cluster::{CreateOptions, PortMapping};
+///
+/// // in Rust: one server (the default), two agents, NodePort 30080 on host port 8080
+/// let options = CreateOptions {
+///     agents: 2,
+///     ports: vec![PortMapping {
+///         host_port: 8080,
+///         container_port: 30080,
+///         protocol: None,
+///         host_ip: None,
+///         node: None,
+///     }],
+///     ..Default::default()
+/// };
+/// assert_eq!(options.servers, 1);
+/// assert!(options.wait_ready);
+///
+/// // the same as the JSON a C or Go caller sends
+/// let json = r#"{"agents": 2, "ports": [{"hostPort": 8080, "containerPort": 30080}]}"#;
+/// assert_eq!(serde_json::from_str::<CreateOptions>(json).unwrap(), options);
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct CreateOptions {
