@@ -1390,3 +1390,266 @@ async fn agent_fails_over_when_server0_is_stopped() {
         .await
         .unwrap();
 }
+
+/// kind's `/kind/kubeadm.conf` as the library writes it (the documents kubeadm
+/// reads here), with the JoinConfiguration's `controlPlane` for a secondary
+/// control plane.
+fn kind_kubeadm_conf(cluster: &str, endpoint: &str, node_ip: &str, control_plane: bool) -> String {
+    let join_control_plane = if control_plane {
+        format!("controlPlane:\n  localAPIEndpoint:\n    advertiseAddress: \"{node_ip}\"\n    bindPort: 6443\n")
+    } else {
+        String::new()
+    };
+    format!(
+        "apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\nclusterName: \"{cluster}\"\ncontrolPlaneEndpoint: \"{endpoint}\"\nnetworking:\n  podSubnet: \"10.244.0.0/16\"\n  serviceSubnet: \"10.96.0.0/16\"\napiServer:\n  certSANs:\n  - \"localhost\"\n  - \"127.0.0.1\"\n---\napiVersion: kubeadm.k8s.io/v1beta3\nkind: InitConfiguration\nbootstrapTokens:\n- token: \"abcdef.0123456789abcdef\"\nlocalAPIEndpoint:\n  advertiseAddress: \"{node_ip}\"\n  bindPort: 6443\nskipPhases:\n- preflight\n---\napiVersion: kubeadm.k8s.io/v1beta3\nkind: JoinConfiguration\nnodeRegistration:\n  kubeletExtraArgs:\n    node-ip: \"{node_ip}\"\ndiscovery:\n  bootstrapToken:\n    apiServerEndpoint: \"{endpoint}\"\n    token: \"abcdef.0123456789abcdef\"\n    unsafeSkipCAVerification: true\n{join_control_plane}skipPhases:\n- preflight\n---\napiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\n"
+    )
+}
+
+/// What kind copies from the first control plane to every other one before it
+/// joins.
+const KIND_SHARED_FILES: [&str; 9] = [
+    "/etc/kubernetes/admin.conf",
+    "/etc/kubernetes/pki/ca.crt",
+    "/etc/kubernetes/pki/ca.key",
+    "/etc/kubernetes/pki/front-proxy-ca.crt",
+    "/etc/kubernetes/pki/front-proxy-ca.key",
+    "/etc/kubernetes/pki/sa.pub",
+    "/etc/kubernetes/pki/sa.key",
+    "/etc/kubernetes/pki/etcd/ca.crt",
+    "/etc/kubernetes/pki/etcd/ca.key",
+];
+
+impl Sim {
+    /// `docker exec -i` with `input` on stdin: (success, stdout, stderr).
+    fn exec_stdin(&self, cmd: &[&str], input: &[u8]) -> (bool, String, String) {
+        use std::io::Write;
+        let mut child = std::process::Command::new("docker")
+            .args(["exec", "-i", &self.name])
+            .args(cmd)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The container's address on `net`.
+    async fn ip_on(&self, net: &str) -> String {
+        let info = self
+            .docker
+            .inspect_container(&self.name, None::<InspectContainerOptions>)
+            .await
+            .unwrap();
+        info.network_settings
+            .and_then(|n| n.networks)
+            .and_then(|n| n.get(net).cloned())
+            .and_then(|e| e.ip_address)
+            .filter(|ip| !ip.is_empty())
+            .unwrap_or_else(|| panic!("{} has no address on {net}", self.name))
+    }
+
+    /// A kubeconfig (kubeadm's admin.conf read from `from`) pointed at this
+    /// node's API port published on 127.0.0.1.
+    async fn kubeconfig_via(&self, admin_conf: &str) -> String {
+        rewrite(
+            admin_conf,
+            &names(),
+            &format!("https://127.0.0.1:{}", published(self).await),
+        )
+        .unwrap()
+    }
+}
+
+/// kind's HA control plane, node by node as kind drives it: `kubeadm init` on the
+/// first control plane writes the shared certificates; a control-plane join
+/// without the copied CA fails as kubeadm does; with the files copied the
+/// second control plane joins, serves the same cluster with a certificate of
+/// the copied CA (the first's admin.conf works against it), and keeps serving
+/// reads and writes with the first stopped. Both control planes and the
+/// worker come back after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kind_second_control_plane_joins_and_serves_alone() {
+    let tag = unique_name("kha");
+    ensure_sim_image().await;
+    let net = test_network(&tag).await;
+    let cluster = format!("kecs-simtest-{tag}");
+    let mut nodes = Vec::new();
+    for role in ["control-plane", "control-plane2", "worker"] {
+        let (node, _) = start_image(
+            SIM_KIND_IMAGE,
+            None,
+            &format!("{cluster}-{role}"),
+            &[],
+            &[],
+            Some(&net.0),
+            &[],
+        )
+        .await;
+        nodes.push(node);
+    }
+    let (cp1, cp2, worker) = (&nodes[0], &nodes[1], &nodes[2]);
+    let endpoint = format!("{}:6443", cp1.name);
+    for (node, control_plane) in [(cp1, true), (cp2, true), (worker, false)] {
+        node.wait_line("Reached target multi-user.target", Duration::from_secs(10))
+            .await
+            .unwrap();
+        let ip = node.ip_on(&net.0).await;
+        // the first control plane's JoinConfiguration is never used
+        let secondary = control_plane && node.name != cp1.name;
+        node.write_file(
+            "/kind/kubeadm.conf",
+            &kind_kubeadm_conf(&cluster, &endpoint, &ip, secondary),
+        );
+    }
+
+    let (ok, out, err) = cp1.exec_full(&[
+        "kubeadm",
+        "init",
+        "--config=/kind/kubeadm.conf",
+        "--skip-token-print",
+        "--v=6",
+    ]);
+    assert!(ok, "kubeadm init: {out}{err}");
+    // every file kind copies is there, PEM, the keys private
+    for file in KIND_SHARED_FILES {
+        let (ok, mode) = cp1.exec(&["stat", "-c", "%a", file]);
+        assert!(ok, "{file} missing on the first control plane");
+        if file.ends_with(".key") {
+            assert_eq!(mode.trim(), "600", "{file}");
+        }
+        if file.contains("/pki/") {
+            let (_, pem) = cp1.exec(&["cat", file]);
+            assert!(pem.starts_with("-----BEGIN "), "{file}: {pem}");
+        }
+    }
+
+    // kubeadm join --control-plane without the copied CA fails, naming the file
+    let join = ["kubeadm", "join", "--config", "/kind/kubeadm.conf", "--v=6"];
+    let (ok, out, err) = cp2.exec_full(&join);
+    assert!(!ok, "joined without the shared certificates: {out}");
+    assert!(
+        err.contains("failure loading certificate for CA: couldn't load the certificate file /etc/kubernetes/pki/ca.crt"),
+        "{err}"
+    );
+
+    // kind's copy: cat on the first, mkdir -p + cp /dev/stdin on the second
+    for file in KIND_SHARED_FILES {
+        let content = read_file(&cp1.docker, &cp1.name, file).await.unwrap();
+        let dir = file.rsplit_once('/').unwrap().0;
+        assert!(cp2.exec(&["mkdir", "-p", dir]).0);
+        let (ok, _, err) = cp2.exec_stdin(&["cp", "/dev/stdin", file], &content);
+        assert!(ok, "copying {file}: {err}");
+    }
+    let (ok, out, err) = cp2.exec_full(&join);
+    assert!(ok, "control-plane join: {out}{err}");
+    let (ok, out, err) = worker.exec_full(&join);
+    assert!(ok, "worker join: {out}{err}");
+
+    // the first control plane's admin credentials, against the second
+    let admin = String::from_utf8(
+        read_file(&cp1.docker, &cp1.name, "/etc/kubernetes/admin.conf")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let via2 = kube_client(&cp2.kubeconfig_via(&admin).await).await;
+    let node_api: Api<Node> = Api::all(via2.clone());
+    let listed = node_api.list(&ListParams::default()).await.unwrap().items;
+    let mut names: Vec<&str> = listed
+        .iter()
+        .filter_map(|n| n.metadata.name.as_deref())
+        .collect();
+    names.sort();
+    assert_eq!(names, [&cp1.name, &cp2.name, &worker.name]);
+    assert!(listed.iter().all(ready), "every node is Ready");
+    for n in &listed {
+        let is_cp = n
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key("node-role.kubernetes.io/control-plane"));
+        assert_eq!(
+            is_cp,
+            n.metadata.name.as_deref() != Some(worker.name.as_str()),
+            "{:?}",
+            n.metadata.name
+        );
+    }
+    // the second control plane's own admin.conf is for the same cluster
+    let (_, own) = cp2.exec(&["cat", "/etc/kubernetes/admin.conf"]);
+    assert!(
+        own.contains(&format!("server: https://{endpoint}")),
+        "{own}"
+    );
+
+    // with the first control plane stopped the second serves reads and writes
+    cp1.stop().await;
+    assert_eq!(
+        node_api
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
+    let made = Api::<Namespace>::all(via2.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "while-cp1-away"}}))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    Api::<Namespace>::all(via2.clone())
+        .get("while-cp1-away")
+        .await
+        .unwrap();
+
+    // the first comes back with what was written meanwhile
+    let started = cp1.start().await;
+    cp1.wait_line_after(
+        "kube-apiserver is listening",
+        &started,
+        Duration::from_secs(15),
+    )
+    .await
+    .unwrap();
+    let via1 = kube_client(&cp1.kubeconfig_via(&admin).await).await;
+    let caught_up = Api::<Namespace>::all(via1.clone())
+        .get("while-cp1-away")
+        .await
+        .unwrap();
+    assert_eq!(caught_up.metadata.uid, made.metadata.uid);
+
+    // the second and the worker rejoin after a restart
+    for node in [cp2, worker] {
+        node.stop().await;
+        let started = node.start().await;
+        node.wait_line_after(
+            "Rejoined the cluster after a restart",
+            &started,
+            Duration::from_secs(15),
+        )
+        .await
+        .unwrap();
+    }
+    let via2 = kube_client(&cp2.kubeconfig_via(&admin).await).await;
+    let listed = Api::<Node>::all(via2)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(listed.len(), 3);
+    assert!(
+        listed.iter().all(ready),
+        "every node is Ready after the restarts"
+    );
+}

@@ -176,10 +176,6 @@ pub async fn request(
     Ok((code, String::from_utf8_lossy(&body).into_owned()))
 }
 
-async fn register_once(url: &str, token: &str, node: &NodeRecord) -> Result<CaPem, JoinError> {
-    register_for_state(url, token, node).await.map(|(ca, _)| ca)
-}
-
 /// Registers once: the cluster CA, and the cluster state a server answers with.
 async fn register_for_state(
     url: &str,
@@ -240,23 +236,26 @@ pub async fn register_with_any(urls: &[String], token: &str, node: &NodeRecord) 
     }
 }
 
-/// Registers, retrying while the server is unreachable; a rejected token is an
-/// error (kubeadm join fails on it).
-pub async fn register_once_retrying(
-    url: &str,
+/// Registers with the first of `urls` that answers, retrying while none does:
+/// the cluster CA and state. A rejected token is an error (kubeadm join fails
+/// on it).
+pub async fn register_retrying(
+    urls: &[String],
     token: &str,
     node: &NodeRecord,
-) -> Result<CaPem, String> {
+) -> Result<(CaPem, Value), String> {
     let mut delay = Duration::from_millis(20);
     loop {
-        match register_once(url, token, node).await {
-            Ok(ca) => return Ok(ca),
-            Err(JoinError::Unreachable(e)) => {
-                logfmt::info(&format!("Waiting for the control plane: {e}"));
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_millis(50));
+        for url in urls {
+            match register_for_state(url, token, node).await {
+                Ok(joined) => return Ok(joined),
+                Err(JoinError::Unreachable(e)) => {
+                    logfmt::info(&format!("Waiting for the control plane at {url}: {e}"))
+                }
+                Err(JoinError::Rejected(e)) => return Err(e),
             }
-            Err(JoinError::Rejected(e)) => return Err(e),
         }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(50));
     }
 }

@@ -49,15 +49,15 @@ mod openapi;
 mod patch;
 mod pki;
 mod protobuf;
+mod replica;
 mod state;
 mod table;
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use args::Role;
-use state::{NodeRecord, State, K3S_VERSION};
+use state::{NodeRecord, K3S_VERSION};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -318,49 +318,6 @@ fn write_private(path: &std::path::Path, content: &str) -> Result<(), String> {
         .map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
-/// The cluster CA and the admin client certificate, kept in `<dir>/tls` so that a
-/// kubeconfig written before a restart stays valid after it.
-pub fn persistent_pki(
-    dir: &std::path::Path,
-    ca_from: impl FnOnce() -> Result<pki::CaPem, String>,
-    me: &str,
-    ips: &[IpAddr],
-    sans: &[String],
-) -> Result<pki::Pki, String> {
-    let tls = dir.join("tls");
-    let (ca_crt, ca_key) = (tls.join("server-ca.crt"), tls.join("server-ca.key"));
-    let ca = match (
-        std::fs::read_to_string(&ca_crt),
-        std::fs::read_to_string(&ca_key),
-    ) {
-        (Ok(cert_pem), Ok(key_pem)) => pki::CaPem { cert_pem, key_pem },
-        _ => {
-            let ca = ca_from()?;
-            write_private(&ca_key, &ca.key_pem)?;
-            write_private(&ca_crt, &ca.cert_pem)?;
-            ca
-        }
-    };
-    // the serving certificate is issued on every boot: the address may change
-    let mut issued =
-        pki::issue(&ca, me, ips, sans).map_err(|e| format!("issuing certificates: {e}"))?;
-    let (admin_crt, admin_key) = (tls.join("client-admin.crt"), tls.join("client-admin.key"));
-    match (
-        std::fs::read_to_string(&admin_crt),
-        std::fs::read_to_string(&admin_key),
-    ) {
-        (Ok(c), Ok(k)) => {
-            issued.admin_cert_pem = c;
-            issued.admin_key_pem = k;
-        }
-        _ => {
-            write_private(&admin_key, &issued.admin_key_pem)?;
-            write_private(&admin_crt, &issued.admin_cert_pem)?;
-        }
-    }
-    Ok(issued)
-}
-
 async fn run_server(
     args: &args::Args,
     me: &NodeRecord,
@@ -389,13 +346,7 @@ async fn run_server(
     // not be up
     let joined = match &server_url {
         Some(url) => {
-            let mut urls = vec![url.clone()];
-            urls.extend(
-                State::saved_members(&db)
-                    .into_iter()
-                    .filter(|m| m.name != me.name && m.url != *url)
-                    .map(|m| m.url),
-            );
+            let urls = replica::rejoin_urls(url, &db, &me.name);
             Some(join::register_with_any(&urls, &token, &me).await)
         }
         None => None,
@@ -404,76 +355,50 @@ async fn run_server(
         Some((ca, state)) => (Some(ca), Some(state)),
         None => (None, None),
     };
-    let pki = persistent_pki(
-        &dir,
+    let tls_dir = dir.join("tls");
+    let ca = replica::load_or_make_ca(
+        &tls_dir.join("server-ca.crt"),
+        &tls_dir.join("server-ca.key"),
         || match joined_ca {
             Some(ca) => Ok(ca),
-            None => pki::new_ca().map_err(|e| format!("generating CA: {e}")),
+            None => pki::new_ca(pki::Flavor::K3s).map_err(|e| format!("generating CA: {e}")),
         },
+    )?;
+    let pki = replica::issue_persistent(
+        &ca,
+        pki::Flavor::K3s,
+        &tls_dir,
         &me.name,
         ips,
         &args.tls_sans,
     )?;
     // a joining server starts from the cluster's state, not a new one of its own
-    let (state, restarted) = State::open_with(
-        token.clone(),
-        pki.ca.cert_pem.clone(),
-        Some(db),
-        state::service_net(None),
-        server_url.is_none(),
-    );
-    if let Some(snapshot) = &joined_state {
-        state.install(snapshot);
-    }
-    let state = Arc::new(state);
-    let cluster = Arc::new(cluster::Cluster::new(
-        me.name.clone(),
-        token.clone(),
-        pki.admin_cert_pem.clone(),
-        pki.admin_key_pem.clone(),
-        state.clone(),
-    ));
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", args.https_port))
-        .await
-        .map_err(|e| format!("listen on :{}: {e}", args.https_port))?;
-    let tls = api::tls_config(&pki)?;
-    let server = Arc::new(api::Server {
-        state: state.clone(),
-        ca: pki.ca.clone(),
-        advertise: format!("{}:{}", me.ip, args.https_port),
-        node_name: me.name.clone(),
-        cluster: Some(cluster.clone()),
-    });
-    // listening before catching up: a push that comes meanwhile is taken too
-    tokio::spawn(api::serve(listener, tls, server));
+    let founder = server_url.is_none();
+    let replica = replica::serve(
+        &replica::Spec {
+            me: me.clone(),
+            token,
+            db,
+            service_net: state::service_net(None),
+            joined: joined_state,
+            port: args.https_port,
+        },
+        &pki,
+    )
+    .await?;
     logfmt::info(&format!(
         "Running kube-apiserver --advertise-address={} --secure-port={} --tls-cert-file=/var/lib/rancher/k3s/server/tls/serving-kube-apiserver.crt",
         me.ip, args.https_port
     ));
     logfmt::info("Containerd is now running");
     if args.cluster_init {
-        if restarted {
+        if replica.restarted {
             logfmt::info("Starting etcd for existing cluster member (simulated)");
         } else {
             logfmt::info("Starting etcd for new cluster (simulated)");
         }
     }
-    // what the other members wrote while this server was away
-    let answered = cluster.pull().await;
-    if answered > 0 {
-        logfmt::info(&format!(
-            "Caught up with {answered} other server(s) at resourceVersion {}",
-            state.resource_version()
-        ));
-    }
-    if server_url.is_none() {
-        // the init server records itself (first member: it leads while it is up)
-        state.register(me.clone());
-        cluster.replicate().await;
-    }
-    tokio::spawn(cluster.clone().gossip());
-    // every server holds the whole state: its node ports follow its own replica
-    tokio::spawn(nodeports::follow_state(state.clone(), me.name.clone()));
+    replica.catch_up(&me, founder).await;
 
     let out = env("K3S_KUBECONFIG_OUTPUT").unwrap_or_else(|| "/etc/rancher/k3s/k3s.yaml".into());
     let mode = env("K3S_KUBECONFIG_MODE")
@@ -483,7 +408,7 @@ async fn run_server(
         .map_err(|e| format!("writing kubeconfig {out}: {e}"))?;
     logfmt::info(&format!("Wrote kubeconfig {out}"));
     logfmt::info("k3s is up and running");
-    if restarted {
+    if replica.restarted {
         logfmt::info("Cluster dns configmap already exists");
     } else {
         logfmt::info("Cluster dns configmap has been set successfully");

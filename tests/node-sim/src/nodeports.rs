@@ -97,8 +97,8 @@ pub async fn follow_state(state: Arc<State>, node: String) {
 /// An agent (or a kind node): long-poll a server for the ports (each poll is
 /// also the node's heartbeat). The server names the cluster's servers in its
 /// answer; when the one polled is away the next is tried, as a k3s agent's
-/// client-side load balancer fails over. The list is kept in `servers_file`
-/// (when given) for the next boot.
+/// client-side load balancer fails over (it keeps the URL it joined through
+/// too). The list is kept in `servers_file` (when given) for the next boot.
 pub async fn follow_server(
     url: String,
     token: String,
@@ -107,7 +107,8 @@ pub async fn follow_server(
 ) {
     let node: Arc<str> = node.into();
     let mut open = Listeners::default();
-    let mut servers = vec![url];
+    let entry = url;
+    let mut servers = vec![entry.clone()];
     let mut at = 0usize;
     let mut failed_in_a_row = 0usize;
     let mut generation = 0u64;
@@ -129,7 +130,7 @@ pub async fn follow_server(
                             .collect()
                     })
                     .unwrap_or_default();
-                let known: Vec<String> = v["servers"]
+                let mut known: Vec<String> = v["servers"]
                     .as_array()
                     .map(|a| {
                         a.iter()
@@ -137,6 +138,12 @@ pub async fn follow_server(
                             .collect()
                     })
                     .unwrap_or_default();
+                // the URL the node joined through stays in the rotation: it may
+                // be a load balancer in front of the servers (kind's, k3d's),
+                // which reaches whichever of them is up
+                if !known.is_empty() && !known.contains(&entry) {
+                    known.push(entry.clone());
+                }
                 if !known.is_empty() && known != servers {
                     at = known.iter().position(|u| *u == current).unwrap_or(0);
                     servers = known;

@@ -297,7 +297,9 @@ fn split_term(t: &str) -> Option<(String, Option<String>, bool)> {
 impl State {
     /// The state kept in `data_dir` if a previous run left one there (the bool is
     /// true: a restart), else a new cluster's: default namespaces, the
-    /// `kubernetes` and `kube-dns` services, CoreDNS's config map.
+    /// `kubernetes` and `kube-dns` services, CoreDNS's config map. (The
+    /// servers call `open_with`, which also opens a joining server's state.)
+    #[cfg(test)]
     pub fn open(
         token: String,
         ca_pem: String,
