@@ -12,6 +12,8 @@ pub const DEFAULT_K3S_IMAGE: &str = "rancher/k3s:v1.31.4-k3s1";
 pub const DEFAULT_KIND_IMAGE: &str = "kindest/node:v1.31.4";
 /// k3d's server load balancer (the proxy image of the k3d release we follow).
 pub const DEFAULT_LB_IMAGE: &str = "ghcr.io/k3d-io/k3d-proxy:5.8.3";
+/// kind's external load balancer for several control planes (kind v0.32: envoy).
+pub const DEFAULT_KIND_LB_IMAGE: &str = "docker.io/envoyproxy/envoy:v1.36.2";
 pub const DEFAULT_NAME_PREFIX: &str = "kecs-";
 pub const CONTAINER_MODE_KUBECONFIG_DIR: &str = "/kecs/kubeconfig";
 
@@ -63,8 +65,10 @@ pub struct ClusterManagerConfig {
     pub api_host_ip: Option<String>,
     /// Run nodes privileged (default true, as k3s needs).
     pub privileged: Option<bool>,
-    /// Image of k3d's server load balancer (default: $KECS_LB_IMAGE, else
-    /// ghcr.io/k3d-io/k3d-proxy:5.8.3).
+    /// Image of the load balancer: k3d's server load balancer (default:
+    /// $KECS_LB_IMAGE, else ghcr.io/k3d-io/k3d-proxy:5.8.3) or, for kind with
+    /// several control planes, kind's external load balancer (default:
+    /// $KECS_KIND_LB_IMAGE, else docker.io/envoyproxy/envoy:v1.36.2).
     pub lb_image: Option<String>,
     /// Image of the registries this manager creates (default:
     /// $KECS_REGISTRY_IMAGE, else docker.io/library/registry:2).
@@ -169,9 +173,14 @@ impl ClusterManagerConfig {
         };
         let image = non_empty(self.image.clone()).unwrap_or(default_image);
         validate_image(&image)?;
-        let lb_image = non_empty(self.lb_image.clone())
-            .or_else(|| env("KECS_LB_IMAGE"))
-            .unwrap_or_else(|| DEFAULT_LB_IMAGE.into());
+        // like the node image, the load balancer's default follows the provider
+        let default_lb_image = match provider {
+            ProviderKind::K3d => env("KECS_LB_IMAGE").unwrap_or_else(|| DEFAULT_LB_IMAGE.into()),
+            ProviderKind::Kind => {
+                env("KECS_KIND_LB_IMAGE").unwrap_or_else(|| DEFAULT_KIND_LB_IMAGE.into())
+            }
+        };
+        let lb_image = non_empty(self.lb_image.clone()).unwrap_or(default_lb_image);
         validate_image(&lb_image)?;
         let registry_image = non_empty(self.registry_image.clone())
             .or_else(|| env("KECS_REGISTRY_IMAGE"))

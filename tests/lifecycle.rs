@@ -760,8 +760,10 @@ async fn kind_refuses_what_it_cannot_build_before_any_docker_call() {
         ..Default::default()
     };
     let m = ClusterManager::new(&cfg).unwrap();
+    // several control planes need kind's external load balancer
     let ha = CreateOptions {
         servers: 3,
+        load_balancer: Some(false),
         ..Default::default()
     };
     let e = m.create("web", &ha, &never()).await.unwrap_err();

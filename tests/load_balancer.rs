@@ -30,10 +30,18 @@ struct Ctx {
 }
 
 async fn setup(tag: &str, tweak: impl FnOnce(&mut ClusterManagerConfig)) -> Ctx {
+    setup_for("k3d", tag, tweak).await
+}
+
+async fn setup_for(
+    provider: &str,
+    tag: &str,
+    tweak: impl FnOnce(&mut ClusterManagerConfig),
+) -> Ctx {
     ensure_sim_image().await;
     let gate = shared();
     let dir = TempDir::new(tag);
-    let mut config = config(dir.path(), "k3d");
+    let mut config = config(dir.path(), provider);
     tweak(&mut config);
     let manager = ClusterManager::new(&config).expect("manager");
     let name = unique_name(tag);
@@ -381,6 +389,118 @@ async fn missing_lb_image_leaves_nothing() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidArgument, "{e}");
+}
+
+/// kind with three control planes and two workers: the external load balancer
+/// is the API's one endpoint (the kubeconfig names its published port), every
+/// node is Ready through it, and the API keeps answering reads and writes with
+/// the bootstrap control plane stopped, and after the cluster starts again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kind_ha_behind_the_external_load_balancer() {
+    let c = setup_for("kind", "kha", |_| {}).await;
+    let opts = CreateOptions {
+        servers: 3,
+        agents: 2,
+        ..Default::default()
+    };
+    let created = c.manager.create(&c.name, &opts, &never()).await.unwrap();
+    let lb = format!("{}-external-load-balancer", c.full);
+    assert_eq!(created.load_balancer, lb);
+    assert_eq!(created.node_count, 5);
+    let docker = docker().await;
+    let port = docker::published_port(&docker::inspect(&docker, &lb).await.unwrap(), "6443/tcp")
+        .expect("the load balancer publishes the API");
+    assert_eq!(created.api_port, port);
+    let kubeconfig = PathBuf::from(&created.kubeconfig_path);
+    let text = std::fs::read_to_string(&kubeconfig).unwrap();
+    assert!(
+        text.contains(&format!("server: https://127.0.0.1:{port}")),
+        "{text}"
+    );
+    let ready_nodes = |kubeconfig: &Path| -> Vec<String> {
+        let out = kubectl(
+            kubeconfig,
+            &[
+                "get",
+                "nodes",
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+            ],
+        );
+        out.lines()
+            .filter(|l| l.ends_with("=True"))
+            .map(|l| l.trim_end_matches("=True").to_string())
+            .collect()
+    };
+    let mut ready = ready_nodes(&kubeconfig);
+    ready.sort();
+    let cp = |suffix: &str| format!("{}-control-plane{suffix}", c.full);
+    let worker = |suffix: &str| format!("{}-worker{suffix}", c.full);
+    assert_eq!(
+        ready,
+        vec![cp(""), cp("2"), cp("3"), worker(""), worker("2")],
+        "every node Ready through the load balancer"
+    );
+
+    // the bootstrap control plane goes away: the other two answer, writes included
+    docker::stop_container(&docker, &cp("")).await.unwrap();
+    for _ in 0..6 {
+        let v = kubectl(&kubeconfig, &["get", "--raw", "/version"]);
+        assert!(v.contains("gitVersion"), "{v}");
+    }
+    kubectl(&kubeconfig, &["create", "namespace", "written-without-cp1"]);
+
+    // a start brings the stopped node back; same endpoint, every node Ready
+    c.manager
+        .start(&c.name, Duration::from_secs(120), &never())
+        .await
+        .unwrap();
+    assert!(c.manager.is_running(&c.name, &never()).await.unwrap());
+    assert_eq!(ready_nodes(&kubeconfig).len(), 5);
+    let ns = kubectl(
+        &kubeconfig,
+        &["get", "namespace", "written-without-cp1", "-o", "name"],
+    );
+    assert_eq!(ns.trim(), "namespace/written-without-cp1");
+}
+
+/// kind's load balancer image that cannot be had: ImageUnavailable naming it and
+/// nothing exists; options kind cannot honour are refused before any Docker call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kind_missing_lb_image_and_refused_layouts_leave_nothing() {
+    let c = setup_for("kind", "khi", |cfg| {
+        cfg.lb_image = Some("kecs-sim/no-such-envoy:test".into())
+    })
+    .await;
+    let ha = CreateOptions {
+        servers: 3,
+        ..Default::default()
+    };
+    let e = c.manager.create(&c.name, &ha, &never()).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ImageUnavailable, "{e}");
+    assert!(e.to_string().contains("kecs-sim/no-such-envoy:test"), "{e}");
+    assert!(leftovers(&c.full).await.is_empty());
+    assert!(files_in(&c.dir).is_empty());
+    for opts in [
+        CreateOptions {
+            servers: 3,
+            load_balancer: Some(false),
+            ..Default::default()
+        },
+        CreateOptions {
+            load_balancer: Some(true),
+            ..Default::default()
+        },
+    ] {
+        let e = c
+            .manager
+            .create(&c.name, &opts, &never())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidArgument, "{e}");
+        assert!(e.to_string().contains("load balancer"), "{e}");
+    }
+    assert!(leftovers(&c.full).await.is_empty());
 }
 
 use kecs_cluster::docker;

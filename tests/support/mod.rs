@@ -16,6 +16,8 @@ pub const SIM_IMAGE: &str = "kecs-sim/k3s:test";
 pub const SIM_KIND_IMAGE: &str = "kecs-sim/kind-node:test";
 /// The stand-in for k3d's proxy image (tests/lb-sim).
 pub const SIM_LB_IMAGE: &str = "kecs-sim/k3d-proxy:test";
+/// The stand-in for kind's envoy load balancer (tests/lb-sim).
+pub const SIM_KIND_LB_IMAGE: &str = "kecs-sim/kind-lb:test";
 
 /// The simulator image standing in for `provider`'s node image.
 pub fn sim_image(provider: &str) -> &'static str {
@@ -121,7 +123,14 @@ pub fn config(dir: &Path, provider: &str) -> ClusterManagerConfig {
         image: Some(sim_image(provider).to_string()),
         privileged: Some(privileged()),
         kubeconfig_path: Some(dir.display().to_string()),
-        lb_image: Some(SIM_LB_IMAGE.to_string()),
+        lb_image: Some(
+            if provider == "kind" {
+                SIM_KIND_LB_IMAGE
+            } else {
+                SIM_LB_IMAGE
+            }
+            .to_string(),
+        ),
         ..Default::default()
     }
 }

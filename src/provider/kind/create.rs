@@ -1,9 +1,11 @@
 //! `create` for the kind provider (kind contract §1–§2 over the Engine API):
-//! image → shared `kind` network → node containers (concurrently) → start → boot
-//! line → kubeadm.conf → `kubeadm init` → (single node) taint/label → CNI →
-//! storage class → `kubeadm join` on the workers (concurrently) → restart policy →
-//! kubeconfig → every node Ready. Failures remove the node containers; the shared
-//! network stays.
+//! images → shared `kind` network → node containers and, for several control
+//! planes, the external load balancer (concurrently) → start → boot line →
+//! load balancer configuration → kubeadm.conf → `kubeadm init` → (single node)
+//! taint/label → certificates to the other control planes → CNI → storage class
+//! → `kubeadm join` on the other control planes (one at a time), then on the
+//! workers (concurrently) → restart policy → kubeconfig → every node Ready.
+//! Failures remove every container made; the shared network stays.
 
 use bollard::models::{
     Ipam, IpamConfig, NetworkCreateRequest, RestartPolicy, RestartPolicyNameEnum,
@@ -16,7 +18,7 @@ use super::{read_kubeconfigs, remove_objects};
 use crate::docker::{self, exec_ok};
 use crate::error::{is_docker_not_found, Error, Result};
 use crate::guard::Guard;
-use crate::options::{CreatePlan, NodeRef, Role};
+use crate::options::{CreatePlan, Role};
 use crate::provider::query::finish_create;
 use crate::provider::{steps, Created, ProviderCtx};
 
@@ -24,15 +26,24 @@ const KUBECTL: &str = "--kubeconfig=/etc/kubernetes/admin.conf";
 
 /// What kind cannot do (yet) with these options, checked before any Docker call.
 pub fn check_plan(plan: &CreatePlan) -> Result<()> {
-    if plan.servers > 1 {
-        return Err(Error::InvalidArgument(format!(
-            "{} control-plane nodes need kind's external load balancer, which this library does not create yet: use servers = 1",
-            plan.servers
-        )));
+    // kind decides the load balancer from the control-plane count alone
+    match plan.load_balancer {
+        Some(true) if !spec::has_lb(plan.servers) => {
+            return Err(Error::InvalidArgument(
+                "kind creates its external load balancer only for several control planes: use servers > 1, or leave loadBalancer unset".into(),
+            ))
+        }
+        Some(false) if spec::has_lb(plan.servers) => {
+            return Err(Error::InvalidArgument(format!(
+                "{} control planes need kind's external load balancer (their one API endpoint): leave loadBalancer unset",
+                plan.servers
+            )))
+        }
+        _ => {}
     }
-    if plan.load_balancer == Some(true) || plan.ports.iter().any(|p| p.on_lb(false)) {
+    if plan.ports.iter().any(|p| p.on_lb(false)) {
         return Err(Error::InvalidArgument(
-            "kind clusters have no load balancer for port mappings: publish ports on a node (\"server:0\", \"agent:N\")".into(),
+            "kind's load balancer carries the API only: publish ports on a node (\"server:0\", \"agent:N\")".into(),
         ));
     }
     if plan.registry.create.is_some() || !plan.registry.use_existing.is_empty() {
@@ -59,6 +70,12 @@ pub async fn create(
     docker::ensure_image(cx.docker, &plan.image, guard)
         .await
         .map_err(|e| e.context(format!("cluster {cluster}")))?;
+    if spec::has_lb(plan.servers) {
+        guard.check("checking the load balancer image")?;
+        docker::ensure_image(cx.docker, &cx.config.lb_image, guard)
+            .await
+            .map_err(|e| e.context(format!("cluster {cluster}: the external load balancer")))?;
+    }
     ensure_network(cx, guard)
         .await
         .map_err(|e| e.context(format!("cluster {cluster}")))?;
@@ -251,40 +268,144 @@ async fn build(
         plan,
         config: cx.config,
     };
-    // every container exists before any starts
     let nodes = spec.nodes();
-    let bodies = nodes
+    let lb = spec.has_lb().then(|| spec::lb_name(cluster));
+    // every container exists before any starts
+    let mut bodies: Vec<_> = nodes
         .iter()
         .map(|n| (spec::node_name(cluster, *n), spec.container(*n)))
         .collect();
+    if let Some(lb) = &lb {
+        bodies.push((lb.clone(), spec.load_balancer()));
+    }
     steps::create_nodes(cx, cluster, bodies, guard).await?;
 
+    let names_of = |role: Role| -> Vec<String> {
+        nodes
+            .iter()
+            .filter(|n| n.role == role)
+            .map(|n| spec::node_name(cluster, *n))
+            .collect()
+    };
     let names: Vec<String> = nodes.iter().map(|n| spec::node_name(cluster, *n)).collect();
-    let cp = spec::node_name(
+    let control_planes = names_of(Role::Server);
+    let workers = names_of(Role::Agent);
+    let (cp, secondaries) = control_planes
+        .split_first()
+        .ok_or_else(|| Error::InvalidArgument("a kind cluster needs a control plane".into()))?;
+
+    start_all(cx, cluster, &names, lb.as_deref(), plan, guard).await?;
+    if let Some(lb) = &lb {
+        configure_load_balancer(cx, cluster, lb, &control_planes, guard).await?;
+    }
+    write_kubeadm_configs(cx, cluster, &names, &control_planes, lb.is_some(), guard).await?;
+    kubeadm_init(cx, cluster, cp, nodes.len() == 1 && lb.is_none(), guard).await?;
+    copy_control_plane_files(cx, cluster, cp, secondaries, guard).await?;
+    install_cni_and_storage(cx, cluster, cp, guard).await?;
+    // kind joins control planes one at a time (each grows the control plane the
+    // next one joins), then every worker at once
+    for node in secondaries {
+        kubeadm_join(cx, cluster, node, guard).await?;
+    }
+    if !secondaries.is_empty() {
+        guard.report(&format!(
+            "joined {} more control-plane node(s)",
+            secondaries.len()
+        ));
+    }
+    let joins =
+        futures_util::future::join_all(workers.iter().map(|w| kubeadm_join(cx, cluster, w, guard)))
+            .await;
+    joins.into_iter().collect::<Result<Vec<()>>>()?;
+    if !workers.is_empty() {
+        guard.report(&format!("joined {} worker(s)", workers.len()));
+    }
+    let mut restartable = names.clone();
+    restartable.extend(lb.clone());
+    finish_create(
+        cx,
         cluster,
-        NodeRef {
-            role: Role::Server,
-            index: 0,
-        },
-    );
-    let workers: Vec<String> = nodes
-        .iter()
-        .filter(|n| n.role == Role::Agent)
-        .map(|n| spec::node_name(cluster, *n))
-        .collect();
-    futures_util::future::try_join_all(
-        names
+        spec::NETWORK,
+        nodes.len(),
+        plan.wait_ready,
+        guard,
+        steps::set_restart_policy(cx, cluster, &restartable, on_failure_once(), guard),
+        read_kubeconfigs(cx, cluster, cp, lb.as_deref()),
+    )
+    .await
+}
+
+/// Starts the nodes (each waited for up to systemd's boot line) and the load
+/// balancer (not waited for, as kind does not): every start finishes before the
+/// results are collected, so a failure leaves nothing half-started behind.
+async fn start_all(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    nodes: &[String],
+    lb: Option<&str>,
+    plan: &CreatePlan,
+    guard: &Guard,
+) -> Result<()> {
+    let node_starts = futures_util::future::join_all(
+        nodes
             .iter()
             .map(|n| start_and_boot(cx, cluster, n, plan, guard)),
+    );
+    let lb_start = async {
+        match lb {
+            Some(lb) => steps::start_node(cx, cluster, lb, plan.api_port, guard).await,
+            None => Ok(()),
+        }
+    };
+    let (started, lb_started) = futures_util::future::join(node_starts, lb_start).await;
+    lb_started?;
+    started.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
+}
+
+/// kind's loadbalancer action: envoy's listener and its cluster of every
+/// control plane, written as `*.tmp` and renamed over the files envoy watches,
+/// so it never reads half a file.
+async fn configure_load_balancer(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    lb: &str,
+    control_planes: &[String],
+    guard: &Guard,
+) -> Result<()> {
+    let [(lds_tmp, lds), (cds_tmp, cds)] = spec::lb_config_paths();
+    write_file(cx, cluster, lb, &lds_tmp, &spec::lb_lds(), guard).await?;
+    write_file(
+        cx,
+        cluster,
+        lb,
+        &cds_tmp,
+        &spec::lb_cds(control_planes),
+        guard,
     )
     .await?;
+    let swap = format!("chmod 666 {cds_tmp} {lds_tmp} && mv {cds_tmp} {cds} && mv {lds_tmp} {lds}");
+    run(cx, cluster, lb, &["sh", "-c", &swap], None, guard).await?;
+    guard.report(&format!("configured the external load balancer {lb}"));
+    Ok(())
+}
 
-    // config: /kind/kubeadm.conf on every node, with its own IP
-    let version = run(cx, cluster, &cp, &["cat", "/kind/version"], None, guard).await?;
+/// kind's config action: `/kind/kubeadm.conf` on every node, with its own
+/// address, and the control-plane join for every control plane but the first.
+async fn write_kubeadm_configs(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    names: &[String],
+    control_planes: &[String],
+    lb: bool,
+    guard: &Guard,
+) -> Result<()> {
+    let cp = &control_planes[0];
+    let version = run(cx, cluster, cp, &["cat", "/kind/version"], None, guard).await?;
     let version = version.trim().to_string();
     let api_host_ip = cx.config.api_host_ip.to_string();
     let writes = names.iter().map(|n| {
         let (version, api_host_ip) = (&version, &api_host_ip);
+        let secondary = n != cp && control_planes.contains(n);
         async move {
             let info = docker::inspect(cx.docker, n).await?;
             let ip = node_ip(&info).ok_or_else(|| {
@@ -292,30 +413,39 @@ async fn build(
                     "cluster {cluster}: node {n} has no address on the kind network"
                 ))
             })?;
-            let conf = spec::kubeadm_config(cluster, n, &ip, version, api_host_ip);
+            let conf = spec::kubeadm_config(cluster, n, &ip, version, api_host_ip, lb, secondary);
             write_file(cx, cluster, n, spec::KUBEADM_CONF, &conf, guard).await
         }
     });
-    futures_util::future::try_join_all(writes).await?;
+    let written = futures_util::future::join_all(writes).await;
+    written.into_iter().collect::<Result<Vec<()>>>()?;
     guard.report("wrote /kind/kubeadm.conf");
+    Ok(())
+}
 
+/// kind's kubeadminit action on the bootstrap control plane; a cluster of one
+/// node also schedules workloads on it.
+async fn kubeadm_init(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    cp: &str,
+    single_node: bool,
+    guard: &Guard,
+) -> Result<()> {
     let init = format!("--config={}", spec::KUBEADM_CONF);
     run(
         cx,
         cluster,
-        &cp,
+        cp,
         &["kubeadm", "init", &init, "--skip-token-print", "--v=6"],
         None,
         guard,
     )
     .await?;
     guard.report(&format!("kubeadm init on {cp}"));
-    if workers.is_empty() {
-        run(
-            cx,
-            cluster,
-            &cp,
-            &[
+    if single_node {
+        for cmd in [
+            [
                 "kubectl",
                 KUBECTL,
                 "taint",
@@ -323,15 +453,7 @@ async fn build(
                 "--all",
                 "node-role.kubernetes.io/control-plane-",
             ],
-            None,
-            guard,
-        )
-        .await?;
-        run(
-            cx,
-            cluster,
-            &cp,
-            &[
+            [
                 "kubectl",
                 KUBECTL,
                 "label",
@@ -339,15 +461,62 @@ async fn build(
                 "--all",
                 "node.kubernetes.io/exclude-from-external-load-balancers-",
             ],
-            None,
-            guard,
-        )
-        .await?;
+        ] {
+            run(cx, cluster, cp, &cmd, None, guard).await?;
+        }
     }
+    Ok(())
+}
+
+/// What a joining control plane must share with the first one (the cluster CAs,
+/// the service-account keys, the admin kubeconfig), copied as kind copies them.
+/// Each file is read once; the copies to the joining nodes run together.
+async fn copy_control_plane_files(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    from: &str,
+    to: &[String],
+    guard: &Guard,
+) -> Result<()> {
+    if to.is_empty() {
+        return Ok(());
+    }
+    let reads = futures_util::future::join_all(
+        spec::SHARED_CONTROL_PLANE_FILES
+            .iter()
+            .map(|f| async move { run(cx, cluster, from, &["cat", f], None, guard).await }),
+    )
+    .await;
+    let contents = reads.into_iter().collect::<Result<Vec<String>>>()?;
+    let copies = to.iter().map(|node| {
+        let contents = &contents;
+        async move {
+            for (path, content) in spec::SHARED_CONTROL_PLANE_FILES.iter().zip(contents) {
+                write_file(cx, cluster, node, path, content, guard).await?;
+            }
+            Ok::<(), Error>(())
+        }
+    });
+    let copied = futures_util::future::join_all(copies).await;
+    copied.into_iter().collect::<Result<Vec<()>>>()?;
+    guard.report(&format!(
+        "copied the cluster certificates to {} control-plane node(s)",
+        to.len()
+    ));
+    Ok(())
+}
+
+/// kind's installcni and installstorage actions, on the first control plane.
+async fn install_cni_and_storage(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    cp: &str,
+    guard: &Guard,
+) -> Result<()> {
     let cni = run(
         cx,
         cluster,
-        &cp,
+        cp,
         &["cat", "/kind/manifests/default-cni.yaml"],
         None,
         guard,
@@ -361,7 +530,7 @@ async fn build(
     run(
         cx,
         cluster,
-        &cp,
+        cp,
         &["kubectl", "create", KUBECTL, "-f", "-"],
         Some(cni.as_bytes()),
         guard,
@@ -371,7 +540,7 @@ async fn build(
     if let Ok(storage) = run(
         cx,
         cluster,
-        &cp,
+        cp,
         &["cat", "/kind/manifests/default-storage.yaml"],
         None,
         guard,
@@ -381,7 +550,7 @@ async fn build(
         run(
             cx,
             cluster,
-            &cp,
+            cp,
             &["kubectl", KUBECTL, "apply", "-f", "-"],
             Some(storage.as_bytes()),
             guard,
@@ -389,29 +558,23 @@ async fn build(
         .await?;
         guard.report("installed StorageClass");
     }
-    let joins = workers.iter().map(|w| {
-        run(
-            cx,
-            cluster,
-            w,
-            &["kubeadm", "join", "--config", spec::KUBEADM_CONF, "--v=6"],
-            None,
-            guard,
-        )
-    });
-    futures_util::future::try_join_all(joins).await?;
-    if !workers.is_empty() {
-        guard.report(&format!("joined {} worker(s)", workers.len()));
-    }
-    finish_create(
+    Ok(())
+}
+
+async fn kubeadm_join(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    node: &str,
+    guard: &Guard,
+) -> Result<()> {
+    run(
         cx,
         cluster,
-        spec::NETWORK,
-        nodes.len(),
-        plan.wait_ready,
+        node,
+        &["kubeadm", "join", "--config", spec::KUBEADM_CONF, "--v=6"],
+        None,
         guard,
-        steps::set_restart_policy(cx, cluster, &names, on_failure_once(), guard),
-        read_kubeconfigs(cx, cluster, &cp),
     )
     .await
+    .map(|_| ())
 }

@@ -1,7 +1,7 @@
 //! The kind provider: Kubernetes nodes in Docker as kind makes them (names, labels,
 //! the shared `kind` network, kubeadm driven through exec), with Docker Engine API
-//! calls only — exec included, no Docker CLI. One control-plane (kind's load
-//! balancer for several is not built yet), any number of workers.
+//! calls only — exec included, no Docker CLI. Any number of control planes
+//! (several behind kind's external load balancer) and workers.
 
 mod create;
 pub mod spec;
@@ -40,19 +40,33 @@ fn control_plane(nodes: &[ContainerSummary], cluster: &str) -> Result<String> {
     })
 }
 
-/// kubeadm's admin.conf from the control-plane, renamed to `kind-<c>`.
-async fn read_kubeconfigs(cx: &ProviderCtx<'_>, cluster: &str, cp: &str) -> Result<Kubeconfigs> {
+/// The external load balancer's container name, when the cluster has one.
+fn load_balancer(nodes: &[ContainerSummary]) -> Option<String> {
+    nodes
+        .iter()
+        .find(|c| role(c) == spec::LB_ROLE)
+        .map(summary_name)
+}
+
+/// kubeadm's admin.conf from the control-plane, renamed to `kind-<c>`, pointing
+/// at the load balancer when there is one.
+async fn read_kubeconfigs(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    cp: &str,
+    lb: Option<&str>,
+) -> Result<Kubeconfigs> {
     let entry = spec::entry_name(cluster);
     let src = KubeconfigSource {
         node: cp,
-        api_node: cp,
+        api_node: lb.unwrap_or(cp),
         path: spec::ADMIN_CONF,
         names: EntryNames {
             cluster: entry.clone(),
             context: entry.clone(),
             user: entry,
         },
-        internal_url: spec::internal_url(cluster),
+        internal_url: spec::internal_url(cluster, lb.is_some()),
     };
     query::read_kubeconfigs(cx, cluster, src).await
 }
@@ -76,13 +90,35 @@ fn role(c: &ContainerSummary) -> &str {
     summary_label(c, spec::ROLE_LABEL).unwrap_or("")
 }
 
-fn info_from(cluster: &str, nodes: &[ContainerSummary]) -> ClusterInfo {
-    let summaries = nodes
+fn is_node(c: &ContainerSummary) -> bool {
+    matches!(role(c), "worker" | "control-plane")
+}
+
+fn info_from(cluster: &str, all: &[ContainerSummary]) -> ClusterInfo {
+    let lb = load_balancer(all);
+    let summaries = all
         .iter()
-        .map(|c| node_summary(c, summary_label(c, spec::ROLE_LABEL).unwrap_or(""), 6443))
+        .map(|c| {
+            let mut s = node_summary(c, role(c), 6443);
+            // behind the load balancer, a control plane's own port is not the API's
+            if lb.is_some() && role(c) != spec::LB_ROLE {
+                s.api = None;
+            }
+            s
+        })
         .collect();
     let metadata = BTreeMap::from([("network".to_string(), spec::NETWORK.to_string())]);
-    cluster_info("kind", cluster, summaries, metadata)
+    let mut info = cluster_info("kind", cluster, summaries, metadata);
+    info.node_count = all.iter().filter(|c| is_node(c)).count();
+    if let Some(image) = all
+        .iter()
+        .filter(|c| is_node(c))
+        .find_map(|c| c.image.clone())
+    {
+        info.metadata.insert("image".into(), image);
+    }
+    info.load_balancer = lb.unwrap_or_default();
+    info
 }
 
 impl Provider for KindProvider {
@@ -123,7 +159,7 @@ impl Provider for KindProvider {
     async fn kubeconfig(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<Kubeconfigs> {
         let nodes = node_containers(cx, cluster).await?;
         let cp = control_plane(&nodes, cluster)?;
-        read_kubeconfigs(cx, cluster, &cp).await
+        read_kubeconfigs(cx, cluster, &cp, load_balancer(&nodes).as_deref()).await
     }
 
     async fn info(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<Option<ClusterInfo>> {
@@ -176,10 +212,7 @@ impl Provider for KindProvider {
             phase("worker", &spec::BOOT_LINES),
         ];
         lifecycle::start_phases(cx, cluster, phases, guard).await?;
-        let nodes = all
-            .iter()
-            .filter(|c| matches!(role(c), "worker" | "control-plane"))
-            .count();
+        let nodes = all.iter().filter(|c| is_node(c)).count();
         let kcs = guard
             .wait("reading the kubeconfig", self.kubeconfig(cx, cluster))
             .await?;
@@ -207,7 +240,8 @@ impl Provider for KindProvider {
             .wait("reading the kubeconfig", self.kubeconfig(cx, cluster))
             .await?;
         let reach = reachable_kubeconfig(cx, spec::NETWORK, &kcs).await;
-        readiness::wait_nodes_ready(reach, nodes.len(), guard)
+        let expected = nodes.iter().filter(|c| is_node(c)).count();
+        readiness::wait_nodes_ready(reach, expected, guard)
             .await
             .map(|_| ())
             .map_err(|e| e.context(format!("cluster {cluster}")))

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::config::ResolvedConfig;
 use crate::options::{CreatePlan, NodeRef, Role};
-use crate::provider::{binds, port_bindings, PortMap};
+use crate::provider::{binding, binds, port_bindings, PortMap};
 
 pub const NETWORK: &str = "kind";
 pub const CLUSTER_LABEL: &str = "io.x-k8s.kind.cluster";
@@ -49,12 +49,147 @@ pub fn entry_name(cluster: &str) -> String {
     format!("kind-{cluster}")
 }
 
-pub fn control_plane_endpoint(cluster: &str) -> String {
-    format!("{cluster}-control-plane:6443")
+/// Role label value of kind's external load balancer.
+pub const LB_ROLE: &str = "external-load-balancer";
+/// Where kind's envoy bootstrap points its file-based CDS and LDS.
+const ENVOY_DIR: &str = "/home/envoy";
+
+/// `<c>-external-load-balancer`: also its hostname.
+pub fn lb_name(cluster: &str) -> String {
+    format!("{cluster}-{LB_ROLE}")
 }
 
-pub fn internal_url(cluster: &str) -> String {
-    format!("https://{}", control_plane_endpoint(cluster))
+/// kind puts its external load balancer in front of the API only when there is
+/// more than one control plane (`ClusterHasImplicitLoadBalancer`).
+pub fn has_lb(servers: u32) -> bool {
+    servers > 1
+}
+
+/// The API's endpoint on the cluster network: the load balancer when there is
+/// one, else the sole control plane (kind's `GetAPIServerInternalEndpoint`).
+pub fn control_plane_endpoint(cluster: &str, has_lb: bool) -> String {
+    if has_lb {
+        format!("{}:6443", lb_name(cluster))
+    } else {
+        format!("{cluster}-control-plane:6443")
+    }
+}
+
+pub fn internal_url(cluster: &str, has_lb: bool) -> String {
+    format!("https://{}", control_plane_endpoint(cluster, has_lb))
+}
+
+/// Files kind copies from the bootstrap control plane to every other control
+/// plane before it joins (the cluster CAs and the service-account key pair).
+pub const SHARED_CONTROL_PLANE_FILES: [&str; 9] = [
+    "/etc/kubernetes/admin.conf",
+    "/etc/kubernetes/pki/ca.crt",
+    "/etc/kubernetes/pki/ca.key",
+    "/etc/kubernetes/pki/front-proxy-ca.crt",
+    "/etc/kubernetes/pki/front-proxy-ca.key",
+    "/etc/kubernetes/pki/sa.pub",
+    "/etc/kubernetes/pki/sa.key",
+    "/etc/kubernetes/pki/etcd/ca.crt",
+    "/etc/kubernetes/pki/etcd/ca.key",
+];
+
+/// The load balancer's shell bootstrap (kind contract §1e): envoy's bootstrap
+/// file naming file-based CDS and LDS, empty resources only where none exist yet
+/// (a restarted load balancer keeps the backends it was given), then envoy,
+/// restarted until it exits cleanly.
+pub fn lb_bootstrap(cluster: &str) -> String {
+    let envoy_yaml = format!(
+        "node:\\n  cluster: {cluster}\\n  id: {id}\\n\\ndynamic_resources:\\n  cds_config:\\n    resource_api_version: V3\\n    path: {ENVOY_DIR}/cds.yaml\\n  lds_config:\\n    resource_api_version: V3\\n    path: {ENVOY_DIR}/lds.yaml\\n\\nadmin:\\n  access_log_path: /dev/stdout\\n  address:\\n    socket_address:\\n      address: 0.0.0.0\\n      port_value: 10000\\n",
+        id = lb_name(cluster)
+    );
+    format!(
+        "mkdir -p {ENVOY_DIR} && echo -en '{envoy_yaml}' > {ENVOY_DIR}/envoy.yaml && \
+         {{ [ -f {ENVOY_DIR}/cds.yaml ] || echo 'resources: []' > {ENVOY_DIR}/cds.yaml; }} && \
+         {{ [ -f {ENVOY_DIR}/lds.yaml ] || echo 'resources: []' > {ENVOY_DIR}/lds.yaml; }} && \
+         while true; do envoy -c {ENVOY_DIR}/envoy.yaml && break; sleep 1; done"
+    )
+}
+
+/// Envoy's listener: TCP :6443 proxied to the control planes' cluster.
+pub fn lb_lds() -> String {
+    "resources:
+- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener
+  name: listener_apiserver
+  address:
+    socket_address:
+      address: 0.0.0.0
+      port_value: 6443
+      protocol: TCP
+  filter_chains:
+  - filters:
+    - name: envoy.filters.network.tcp_proxy
+      typed_config:
+        \"@type\": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+        stat_prefix: ingress_tcp
+        cluster: kube_apiservers
+"
+    .to_string()
+}
+
+/// Envoy's cluster: every control plane's API, resolved by name on the kind
+/// network and health-checked on `/healthz` over TLS.
+pub fn lb_cds(control_planes: &[String]) -> String {
+    let mut cds = String::from(
+        "resources:
+- \"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster
+  name: kube_apiservers
+  connect_timeout: 0.25s
+  type: STRICT_DNS
+  lb_policy: ROUND_ROBIN
+  dns_lookup_family: V4_PREFERRED
+  health_checks:
+  - timeout: 3s
+    interval: 2s
+    unhealthy_threshold: 2
+    healthy_threshold: 1
+    http_health_check:
+      path: /healthz
+    transport_socket_match_criteria:
+      tls: \"true\"
+  transport_socket_matches:
+  - name: tls
+    match:
+      tls: \"true\"
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+  load_assignment:
+    cluster_name: kube_apiservers
+    endpoints:
+    - lb_endpoints:
+",
+    );
+    for cp in control_planes {
+        cds.push_str(&format!(
+            "      - endpoint:
+          address:
+            socket_address:
+              address: {cp}
+              port_value: 6443
+"
+        ));
+    }
+    cds
+}
+
+/// Where kind writes the two resource files (as `*.tmp`, then renamed over).
+pub fn lb_config_paths() -> [(String, String); 2] {
+    [
+        (
+            format!("{ENVOY_DIR}/lds.yaml.tmp"),
+            format!("{ENVOY_DIR}/lds.yaml"),
+        ),
+        (
+            format!("{ENVOY_DIR}/cds.yaml.tmp"),
+            format!("{ENVOY_DIR}/cds.yaml"),
+        ),
+    ]
 }
 
 pub struct ClusterSpec<'a> {
@@ -102,10 +237,69 @@ impl ClusterSpec<'_> {
     }
 
     /// The user's mappings, then the API port on control-planes (kind's order).
+    /// Behind the load balancer a control plane's own API port is loopback-only
+    /// and picked by Docker; the load balancer publishes the cluster's.
     fn port_bindings(&self, node: NodeRef) -> PortMap {
         let ip = self.config.api_host_ip.to_string();
-        let api = (node.role == Role::Server).then_some((ip.as_str(), self.plan.api_port));
+        let api = if node.role != Role::Server {
+            None
+        } else if self.has_lb() {
+            Some((
+                if self.config.api_host_ip.is_ipv6() {
+                    "::1"
+                } else {
+                    "127.0.0.1"
+                },
+                0,
+            ))
+        } else {
+            Some((ip.as_str(), self.plan.api_port))
+        };
         port_bindings(self.plan, node, api, false)
+    }
+
+    pub fn has_lb(&self) -> bool {
+        has_lb(self.plan.servers)
+    }
+
+    /// kind's `docker run` for the external load balancer (§1e): envoy behind a
+    /// shell bootstrap, the cluster's API port published, nothing privileged.
+    pub fn load_balancer(&self) -> ContainerCreateBody {
+        let name = lb_name(self.cluster);
+        let mut labels: HashMap<String, String> = self
+            .plan
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        labels.insert(CLUSTER_LABEL.into(), self.cluster.into());
+        labels.insert(ROLE_LABEL.into(), LB_ROLE.into());
+        let ip = self.config.api_host_ip.to_string();
+        let ports: PortMap = HashMap::from([(
+            API_PORT.to_string(),
+            Some(vec![binding(&ip, self.plan.api_port)]),
+        )]);
+        ContainerCreateBody {
+            hostname: Some(name),
+            image: Some(self.config.lb_image.clone()),
+            tty: Some(true),
+            labels: Some(labels),
+            cmd: Some(vec!["bash".into(), "-c".into(), lb_bootstrap(self.cluster)]),
+            exposed_ports: Some(vec![API_PORT.to_string()]),
+            host_config: Some(HostConfig {
+                network_mode: Some(NETWORK.into()),
+                init: Some(false),
+                port_bindings: Some(ports),
+                ..Default::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    NETWORK.to_string(),
+                    EndpointSettings::default(),
+                )])),
+            }),
+            ..Default::default()
+        }
     }
 
     fn binds(&self) -> Vec<String> {
@@ -162,8 +356,19 @@ pub fn kubeadm_config(
     node_ip: &str,
     version: &str,
     api_host_ip: &str,
+    lb: bool,
+    secondary_control_plane: bool,
 ) -> String {
-    let endpoint = control_plane_endpoint(cluster);
+    let endpoint = control_plane_endpoint(cluster, lb);
+    // a control plane that joins serves the API too: kubeadm's join then runs
+    // the control-plane phases on it
+    let join_control_plane = if secondary_control_plane {
+        format!(
+            "controlPlane:\n  localAPIEndpoint:\n    advertiseAddress: \"{node_ip}\"\n    bindPort: 6443\n"
+        )
+    } else {
+        String::new()
+    };
     format!(
         r#"apiVersion: kubeadm.k8s.io/v1beta3
 kind: ClusterConfiguration
@@ -198,7 +403,7 @@ skipPhases:
 ---
 apiVersion: kubeadm.k8s.io/v1beta3
 kind: JoinConfiguration
-nodeRegistration:
+{join_control_plane}nodeRegistration:
   criSocket: "unix:///run/containerd/containerd.sock"
   kubeletExtraArgs:
     node-ip: "{node_ip}"
@@ -246,7 +451,14 @@ mod tests {
         assert_eq!(n(Role::Agent, 0), "kecs-a-worker");
         assert_eq!(n(Role::Agent, 1), "kecs-a-worker2");
         assert_eq!(entry_name("kecs-a"), "kind-kecs-a");
-        assert_eq!(internal_url("kecs-a"), "https://kecs-a-control-plane:6443");
+        assert_eq!(
+            internal_url("kecs-a", false),
+            "https://kecs-a-control-plane:6443"
+        );
+        assert_eq!(
+            internal_url("kecs-a", true),
+            "https://kecs-a-external-load-balancer:6443"
+        );
     }
 
     #[test]
@@ -308,6 +520,81 @@ mod tests {
     }
 
     #[test]
+    fn ha_layout_puts_the_api_on_the_load_balancer() {
+        let config = ClusterManagerConfig {
+            provider: Some("kind".into()),
+            ..Default::default()
+        }
+        .resolve(|k| (k == "HOME").then(|| "/h".to_string()))
+        .unwrap();
+        let mut plan = CreateOptions {
+            servers: 3,
+            agents: 1,
+            ..Default::default()
+        }
+        .validate("img")
+        .unwrap();
+        plan.api_port = 41000;
+        let s = ClusterSpec {
+            cluster: "kecs-a",
+            plan: &plan,
+            config: &config,
+        };
+        assert!(s.has_lb());
+        let lb = s.load_balancer();
+        assert_eq!(
+            lb.hostname.as_deref(),
+            Some("kecs-a-external-load-balancer")
+        );
+        assert_eq!(
+            lb.image.as_deref(),
+            Some(crate::config::DEFAULT_KIND_LB_IMAGE)
+        );
+        assert_eq!(lb.labels.as_ref().unwrap()[ROLE_LABEL], LB_ROLE);
+        assert_eq!(lb.labels.as_ref().unwrap()[CLUSTER_LABEL], "kecs-a");
+        let cmd = lb.cmd.unwrap();
+        assert_eq!(&cmd[..2], ["bash", "-c"]);
+        assert!(cmd[2]
+            .contains("echo -en 'node:\\n  cluster: kecs-a\\n  id: kecs-a-external-load-balancer"));
+        assert!(cmd[2].contains("[ -f /home/envoy/cds.yaml ] || echo 'resources: []'"));
+        let hc = lb.host_config.unwrap();
+        assert_eq!(hc.privileged, None);
+        let api = hc.port_bindings.unwrap()[API_PORT].clone().unwrap();
+        assert_eq!(api[0].host_port.as_deref(), Some("41000"));
+        // a control plane's own API port: loopback, Docker's pick
+        let cp = s.container(NodeRef {
+            role: Role::Server,
+            index: 1,
+        });
+        let cp_api = cp.host_config.unwrap().port_bindings.unwrap()[API_PORT]
+            .clone()
+            .unwrap();
+        assert_eq!(cp_api[0].host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(cp_api[0].host_port.as_deref(), Some(""));
+        let cds = lb_cds(&[
+            "kecs-a-control-plane".into(),
+            "kecs-a-control-plane2".into(),
+        ]);
+        assert_eq!(cds.matches("port_value: 6443").count(), 2);
+        assert!(cds.contains("address: kecs-a-control-plane2"));
+        assert!(lb_lds().contains("cluster: kube_apiservers"));
+        let secondary = kubeadm_config(
+            "kecs-a",
+            "kecs-a-control-plane2",
+            "172.18.0.3",
+            "v1.31.4",
+            "127.0.0.1",
+            true,
+            true,
+        );
+        assert!(secondary.contains("controlPlaneEndpoint: \"kecs-a-external-load-balancer:6443\""));
+        assert!(secondary.contains(
+            "kind: JoinConfiguration\ncontrolPlane:\n  localAPIEndpoint:\n    advertiseAddress: \"172.18.0.3\"\n    bindPort: 6443\nnodeRegistration:"
+        ));
+        assert!(secondary.contains("apiServerEndpoint: \"kecs-a-external-load-balancer:6443\""));
+    }
+
+    #[test]
     fn kubeadm_config_has_kinds_values() {
         let c = kubeadm_config(
             "kecs-a",
@@ -315,8 +602,11 @@ mod tests {
             "172.18.0.2",
             "v1.31.4",
             "127.0.0.1",
+            false,
+            false,
         );
         assert!(c.contains("controlPlaneEndpoint: \"kecs-a-control-plane:6443\""));
+        assert!(!c.contains("controlPlane:"));
         assert!(c.contains("token: \"abcdef.0123456789abcdef\""));
         assert!(c.contains("provider-id: \"kind://docker/kecs-a/kecs-a-control-plane\""));
         assert_eq!(c.matches("\n---\n").count(), 4);
