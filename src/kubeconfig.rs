@@ -1,6 +1,12 @@
 //! Kubeconfig handling: rewriting the file a node writes (names and server URL),
-//! writing it atomically with mode 0600, and removing only files we wrote.
-//! Works on a generic YAML tree so fields we do not know survive unchanged.
+//! writing it atomically with mode 0600, and removing only files we wrote;
+//! merging a cluster's entries into the user's kubeconfig under kubectl's lock
+//! (`merge`). Works on a generic YAML tree so fields we do not know survive
+//! unchanged.
+
+pub(crate) mod merge;
+
+pub use merge::{default_path, LOCK_WAIT};
 
 use serde_json::{json, Value};
 use std::io::Write;

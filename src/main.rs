@@ -1,13 +1,15 @@
-//! `kecs-cluster`: the library's API on the command line.
+//! `kecs-cluster`: the library's API on the command line (cargo feature `cli`).
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kecs_cluster::options::parse_port_spec;
 use kecs_cluster::{
-    ClusterInfo, ClusterManager, ClusterManagerConfig, CreateOptions, RegistryCreate,
+    ClusterInfo, ClusterManager, ClusterManagerConfig, CreateOptions, ErrorCode, RegistryCreate,
     RegistryOptions,
 };
 use tokio_util::sync::CancellationToken;
@@ -25,9 +27,9 @@ struct Cli {
     /// Run nodes unprivileged (k3s normally needs privileged containers).
     #[arg(long, global = true)]
     no_privileged: bool,
-    /// Provider: k3d or kind (default: $KECS_CLUSTER_PROVIDER, else k3d).
-    #[arg(long, global = true)]
-    provider: Option<String>,
+    /// Provider (default: $KECS_CLUSTER_PROVIDER, else k3d).
+    #[arg(long, global = true, value_enum)]
+    provider: Option<Provider>,
     /// Directory for kubeconfig files (default: $KECS_KUBECONFIG_PATH, else ~/.kube).
     #[arg(long, global = true)]
     kubeconfig_dir: Option<String>,
@@ -41,9 +43,58 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum Provider {
+    /// k3s nodes as k3d makes them
+    K3d,
+    /// Kubernetes nodes as kind makes them
+    Kind,
+}
+
+impl Provider {
+    fn as_str(self) -> &'static str {
+        match self {
+            Provider::K3d => "k3d",
+            Provider::Kind => "kind",
+        }
+    }
+}
+
+/// How list and info commands print.
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    /// aligned columns for people
+    #[value(alias = "text")]
+    Table,
+    Json,
+    Yaml,
+}
+
+/// Prints `value` as JSON or YAML, or with `table` for people.
+fn print_as<T: Serialize>(output: Output, value: &T, table: impl FnOnce(&T)) {
+    match output {
+        Output::Table => table(value),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(value).expect("serialisable")
+        ),
+        Output::Yaml => print!("{}", serde_saphyr::to_string(value).expect("serialisable")),
+    }
+}
+
+/// `--flag`, `--flag=true` and `--flag=false` (k3d's boolean flags), default true.
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!("{s:?}: use true or false")),
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Create a cluster and wait until it is ready.
+    /// Create a cluster and wait until it is ready; then merge it into the default
+    /// kubeconfig and switch to it, as k3d does.
     Create {
         name: String,
         #[arg(long, default_value_t = 1)]
@@ -78,6 +129,15 @@ enum Command {
         /// Use an existing registry (repeatable; never deleted with the cluster).
         #[arg(long)]
         registry_use: Vec<String>,
+        /// Merge the cluster into the default kubeconfig ($KUBECONFIG's first
+        /// file, else ~/.kube/config); `=false` leaves that file alone.
+        #[arg(long, value_name = "BOOL", default_value = "true", num_args = 0..=1,
+              require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
+        kubeconfig_update_default: bool,
+        /// Make the cluster kubectl's current context (with the merge).
+        #[arg(long, value_name = "BOOL", default_value = "true", num_args = 0..=1,
+              require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
+        kubeconfig_switch_context: bool,
     },
     /// Local image registries (k3d's `registry` commands).
     Registry {
@@ -89,23 +149,38 @@ enum Command {
         #[command(subcommand)]
         command: PortCommand,
     },
-    /// Delete a cluster (nothing to do is not an error).
+    /// Delete a cluster (nothing to do is not an error) and remove its entries
+    /// from the default kubeconfig.
     Delete { name: String },
     /// Exit 0 if the cluster exists, 1 if not.
     Exists { name: String },
     /// List clusters.
     List {
-        #[arg(short, long, default_value = "table")]
-        output: String,
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
     /// Show one cluster.
     Info {
         name: String,
-        #[arg(short, long, default_value = "table")]
-        output: String,
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
-    /// Print the cluster's kubeconfig (YAML) on stdout.
-    Kubeconfig { name: String },
+    /// Print the cluster's kubeconfig (`kubeconfig NAME`, `kubeconfig get NAME`)
+    /// or merge it into a kubeconfig file.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Kubeconfig {
+        #[command(subcommand)]
+        command: Option<KubeconfigCommand>,
+        #[arg(required = true)]
+        name: Option<String>,
+    },
+    /// Print a shell completion script (e.g. `source <(kecs-cluster completion bash)`).
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the CLI's and the library's versions.
+    Version,
     /// Stop a cluster's containers (kept: ports, volumes, kubeconfig).
     Stop { name: String },
     /// Start a stopped cluster and wait until every node is Ready.
@@ -138,8 +213,8 @@ enum RegistryCommand {
     Delete { name: String },
     /// List registries.
     List {
-        #[arg(short, long, default_value = "table")]
-        output: String,
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
     /// Connect a registry to a running cluster (its nodes restart to use it).
     Connect {
@@ -181,8 +256,25 @@ enum PortCommand {
     /// List the cluster's host-port mappings.
     List {
         name: String,
-        #[arg(short, long, default_value = "table")]
-        output: String,
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+}
+
+#[derive(Subcommand)]
+enum KubeconfigCommand {
+    /// Print the cluster's kubeconfig (YAML) on stdout.
+    Get { name: String },
+    /// Merge the cluster's cluster, user and context entries into a kubeconfig
+    /// file, keeping everything else in it, under kubectl's lock (<file>.lock).
+    Merge {
+        name: String,
+        /// The file (default: $KUBECONFIG's first file, else ~/.kube/config).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Also make it kubectl's current context.
+        #[arg(short, long)]
+        switch_context: bool,
     },
 }
 
@@ -264,7 +356,7 @@ fn print_info(c: &ClusterInfo) {
 
 async fn run(cli: Cli, cancel: CancellationToken) -> Result<ExitCode, kecs_cluster::Error> {
     let config = ClusterManagerConfig {
-        provider: cli.provider,
+        provider: cli.provider.map(|p| p.as_str().to_string()),
         image: cli.image,
         privileged: cli.no_privileged.then_some(false),
         kubeconfig_path: cli.kubeconfig_dir,
@@ -292,6 +384,8 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<ExitCode, kecs_clust
             no_lb,
             registry_create,
             registry_use,
+            kubeconfig_update_default,
+            kubeconfig_switch_context,
         } => {
             let create = match registry_create {
                 Some(spec) => {
@@ -344,8 +438,36 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<ExitCode, kecs_clust
                     info.name, info.status, info.kubeconfig_path
                 );
             }
+            if kubeconfig_update_default {
+                // as in k3d, the cluster stands even when the merge fails: a
+                // warning, and its own kubeconfig file is there
+                match manager
+                    .merge_kubeconfig(&name, None, kubeconfig_switch_context, &cancel)
+                    .await
+                {
+                    Ok(path) if !cli.quiet => eprintln!(
+                        "merged into {}{}",
+                        path.display(),
+                        if kubeconfig_switch_context {
+                            format!("; kubectl's current context is now {}", info.name)
+                        } else {
+                            String::new()
+                        }
+                    ),
+                    Ok(_) => {}
+                    Err(e) => eprintln!("warning: not merged into the default kubeconfig: {e}"),
+                }
+            } else if !cli.quiet {
+                eprintln!("use it with: export KUBECONFIG={}", info.kubeconfig_path);
+            }
         }
-        Command::Delete { name } => manager.delete(&name, &cancel).await?,
+        Command::Delete { name } => {
+            manager.delete(&name, &cancel).await?;
+            // as in k3d: the cluster is gone; entries left behind only warn
+            if let Err(e) = manager.unmerge_kubeconfig(&name, None, &cancel).await {
+                eprintln!("warning: the default kubeconfig still has the cluster's entries: {e}");
+            }
+        }
         Command::Exists { name } => {
             return Ok(if manager.exists(&name, &cancel).await? {
                 ExitCode::SUCCESS
@@ -354,36 +476,33 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<ExitCode, kecs_clust
             });
         }
         Command::List { output } => {
-            let list = manager.list(&cancel).await?;
-            match output.as_str() {
-                "json" => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&list).expect("serialisable")
-                ),
-                "table" => print_table(&list),
-                o => {
-                    return Err(bad(format!(
-                        "unknown output format {o:?}: use table or json"
-                    )))
-                }
-            }
+            print_as(output, &manager.list(&cancel).await?, |l| print_table(l))
         }
         Command::Info { name, output } => {
-            let info = manager.info(&name, &cancel).await?;
-            match output.as_str() {
-                "json" => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&info).expect("serialisable")
-                ),
-                "table" => print_info(&info),
-                o => {
-                    return Err(bad(format!(
-                        "unknown output format {o:?}: use table or json"
-                    )))
-                }
-            }
+            print_as(output, &manager.info(&name, &cancel).await?, print_info)
         }
-        Command::Kubeconfig { name } => print!("{}", manager.kubeconfig(&name, &cancel).await?),
+        Command::Kubeconfig { command, name } => match (command, name) {
+            (Some(KubeconfigCommand::Get { name }), _) | (None, Some(name)) => {
+                print!("{}", manager.kubeconfig(&name, &cancel).await?)
+            }
+            (
+                Some(KubeconfigCommand::Merge {
+                    name,
+                    output,
+                    switch_context,
+                }),
+                _,
+            ) => {
+                let path = manager
+                    .merge_kubeconfig(&name, output.as_deref(), switch_context, &cancel)
+                    .await?;
+                println!("{}", path.display());
+            }
+            (None, None) => return Err(bad("kubeconfig: give a cluster name".into())),
+        },
+        Command::Completion { .. } | Command::Version => {
+            unreachable!("handled before the manager is made")
+        }
         Command::Registry { command } => match command {
             RegistryCommand::Create { name, port, alias } => {
                 let (host_ip, host_port) = match port {
@@ -413,29 +532,18 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<ExitCode, kecs_clust
             }
             RegistryCommand::List { output } => {
                 let list = manager.registry_list(&cancel).await?;
-                match output.as_str() {
-                    "json" => println!(
-                        "{}",
-                        serde_json::to_string_pretty(&list).expect("serialisable")
-                    ),
-                    "table" => {
-                        println!("{:<30} {:<22} {:<8} CLUSTER", "NAME", "HOST", "STATE");
-                        for r in &list {
-                            println!(
-                                "{:<30} {:<22} {:<8} {}",
-                                r.name,
-                                format!("{}:{}", r.host_ip, r.host_port),
-                                if r.running { "running" } else { "stopped" },
-                                r.cluster
-                            );
-                        }
+                print_as(output, &list, |list| {
+                    println!("{:<30} {:<22} {:<8} CLUSTER", "NAME", "HOST", "STATE");
+                    for r in list {
+                        println!(
+                            "{:<30} {:<22} {:<8} {}",
+                            r.name,
+                            format!("{}:{}", r.host_ip, r.host_port),
+                            if r.running { "running" } else { "stopped" },
+                            r.cluster
+                        );
                     }
-                    o => {
-                        return Err(bad(format!(
-                            "unknown output format {o:?}: use table or json"
-                        )))
-                    }
-                }
+                })
             }
             RegistryCommand::Connect {
                 registry,
@@ -472,30 +580,19 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<ExitCode, kecs_clust
             }
             PortCommand::List { name, output } => {
                 let ports = manager.ports(&name, &cancel).await?;
-                match output.as_str() {
-                    "json" => println!(
-                        "{}",
-                        serde_json::to_string_pretty(&ports).expect("serialisable")
-                    ),
-                    "table" => {
-                        println!("{:<22} {:<10} {:<6} CONTAINER", "HOST", "TO", "PROTO");
-                        for p in &ports {
-                            println!(
-                                "{:<22} {:<10} {:<6} {}{}",
-                                format!("{}:{}", p.host_ip, p.host_port),
-                                p.container_port,
-                                p.protocol,
-                                p.container,
-                                if p.added { " (added)" } else { "" }
-                            );
-                        }
+                print_as(output, &ports, |ports| {
+                    println!("{:<22} {:<10} {:<6} CONTAINER", "HOST", "TO", "PROTO");
+                    for p in ports {
+                        println!(
+                            "{:<22} {:<10} {:<6} {}{}",
+                            format!("{}:{}", p.host_ip, p.host_port),
+                            p.container_port,
+                            p.protocol,
+                            p.container,
+                            if p.added { " (added)" } else { "" }
+                        );
                     }
-                    o => {
-                        return Err(bad(format!(
-                            "unknown output format {o:?}: use table or json"
-                        )))
-                    }
-                }
+                })
             }
         },
         Command::Stop { name } => manager.stop(&name, &cancel).await?,
@@ -505,8 +602,77 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<ExitCode, kecs_clust
     Ok(ExitCode::SUCCESS)
 }
 
+/// The process exit status for each library error code: 10 + the code's C
+/// status number. 0 is success, 1 is `exists` saying no, 2 a usage error
+/// (clap's). The help text's table is made from this.
+fn exit_status(code: ErrorCode) -> u8 {
+    10 + match code {
+        ErrorCode::InvalidArgument => 1,
+        ErrorCode::NotFound => 2,
+        ErrorCode::AlreadyExists => 3,
+        ErrorCode::DockerUnavailable => 4,
+        ErrorCode::ImageUnavailable => 5,
+        ErrorCode::Timeout => 6,
+        ErrorCode::Cancelled => 7,
+        ErrorCode::Kubernetes => 8,
+        ErrorCode::Io => 9,
+        ErrorCode::Internal => 10,
+    }
+}
+
+const ERROR_CODES: [ErrorCode; 10] = [
+    ErrorCode::InvalidArgument,
+    ErrorCode::NotFound,
+    ErrorCode::AlreadyExists,
+    ErrorCode::DockerUnavailable,
+    ErrorCode::ImageUnavailable,
+    ErrorCode::Timeout,
+    ErrorCode::Cancelled,
+    ErrorCode::Kubernetes,
+    ErrorCode::Io,
+    ErrorCode::Internal,
+];
+
+fn exit_status_help() -> String {
+    let mut help = String::from(
+        "Exit status:\n  0   success\n  1   `exists`: the cluster does not exist\n  2   usage error (bad flags or arguments)\n",
+    );
+    for code in ERROR_CODES {
+        help.push_str(&format!("  {:<3} {}\n", exit_status(code), code.as_str()));
+    }
+    help.push_str(&format!(
+        "Ctrl-C cancels the operation in progress (a create is rolled back): exit status {}.",
+        exit_status(ErrorCode::Cancelled)
+    ));
+    help
+}
+
+fn command() -> clap::Command {
+    Cli::command().after_long_help(exit_status_help())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    match &cli.command {
+        Command::Completion { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut command(),
+                "kecs-cluster",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        Command::Version => {
+            println!("kecs-cluster {}", env!("CARGO_PKG_VERSION"));
+            println!("C ABI version {}", kecs_cluster::ffi::ABI_VERSION);
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -515,7 +681,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the runtime: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(exit_status(ErrorCode::Internal));
         }
     };
     let cancel = CancellationToken::new();
@@ -530,7 +696,33 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(2)
+            ExitCode::from(exit_status(e.code()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_code_has_its_own_exit_status() {
+        let mut seen: Vec<u8> = ERROR_CODES.iter().map(|&c| exit_status(c)).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), ERROR_CODES.len());
+        assert!(
+            seen.iter().all(|&s| s > 2),
+            "0, 1 and 2 have other meanings"
+        );
+        let help = exit_status_help();
+        for code in ERROR_CODES {
+            assert!(help.contains(&format!("{:<3} {}", exit_status(code), code.as_str())));
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        command().debug_assert();
     }
 }

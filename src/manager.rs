@@ -434,6 +434,70 @@ impl ClusterManager {
         })
     }
 
+    /// Merges the cluster's kubeconfig entries (cluster, user, context: what
+    /// [`kubeconfig`](Self::kubeconfig) returns) into the file `path`, by default
+    /// the one kubectl uses (`$KUBECONFIG`'s first entry, else `~/.kube/config`);
+    /// returns the file. Opt-in: nothing else in the library touches that file.
+    ///
+    /// Every other entry and field is kept; the file and its directory are
+    /// created when missing; it is replaced atomically with mode 0600 while
+    /// holding `<file>.lock`, the lock kubectl and kind take. A lock held by
+    /// someone else is waited for at most [`kubeconfig::LOCK_WAIT`], then the
+    /// merge fails with Timeout and the file is unchanged. An entry of ours
+    /// (same name, marked by a previous merge or with the same server and CA) is
+    /// replaced; a same-named entry that is not ours fails with AlreadyExists.
+    /// `current-context` changes only with `switch_context`.
+    pub async fn merge_kubeconfig(
+        &self,
+        name: &str,
+        path: Option<&std::path::Path>,
+        switch_context: bool,
+        cancel: &CancellationToken,
+    ) -> Result<PathBuf> {
+        let cluster = self.cluster_name(name)?;
+        let target = self.merge_target(path)?;
+        let ours = self.kubeconfig(name, cancel).await?;
+        let guard = self.guard(&format!("cluster {cluster}"), cancel, None);
+        let owner = kubeconfig::merge::Owner {
+            provider: self.config.provider.as_str(),
+            cluster: &cluster,
+        };
+        kubeconfig::merge::merge_into(&target, &ours, &owner, switch_context, &guard).await?;
+        Ok(target)
+    }
+
+    /// Removes exactly the entries [`merge_kubeconfig`](Self::merge_kubeconfig)
+    /// wrote for this cluster (recognised by the marker extension it put on
+    /// them) from `path` (default as there), under the same lock; restores the
+    /// previous `current-context` when it pointed at ours. Needs no Docker: it
+    /// works after the cluster is gone. A missing file or one without our
+    /// entries is left untouched. Returns whether anything was removed.
+    pub async fn unmerge_kubeconfig(
+        &self,
+        name: &str,
+        path: Option<&std::path::Path>,
+        cancel: &CancellationToken,
+    ) -> Result<bool> {
+        let cluster = self.cluster_name(name)?;
+        let target = self.merge_target(path)?;
+        let guard = self.guard(&format!("cluster {cluster}"), cancel, None);
+        let owner = kubeconfig::merge::Owner {
+            provider: self.config.provider.as_str(),
+            cluster: &cluster,
+        };
+        kubeconfig::merge::unmerge_from(&target, &owner, &guard).await
+    }
+
+    fn merge_target(&self, path: Option<&std::path::Path>) -> Result<PathBuf> {
+        match path {
+            Some(p) if p.as_os_str().is_empty() => Err(Error::InvalidArgument(
+                "kubeconfig file: the path is empty".into(),
+            )),
+            Some(p) => Ok(p.to_path_buf()),
+            None => kubeconfig::default_path(|k| std::env::var(k).ok()),
+        }
+    }
+
     pub async fn info(&self, name: &str, cancel: &CancellationToken) -> Result<ClusterInfo> {
         let cluster = self.cluster_name(name)?;
         let guard = self.guard(&format!("cluster {cluster}"), cancel, None);

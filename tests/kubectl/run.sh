@@ -23,6 +23,9 @@ for img in kecs-sim/k3s:test kecs-sim/kind-node:test; do
 done
 
 work="$(mktemp -d)"
+# `create` merges into the default kubeconfig and `delete` un-merges (as k3d):
+# a file of our own, never the real ~/.kube/config
+export KUBECONFIG="$work/default-kubeconfig"
 made=()
 cleanup() {
   local rc=$?
