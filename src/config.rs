@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use crate::docker_host::{self, DockerEndpoint, DockerSettings};
 use crate::error::{Error, Result};
 use crate::names;
 
@@ -60,8 +61,25 @@ pub struct ClusterManagerConfig {
     pub host_address: Option<String>,
     pub name_prefix: Option<String>,
     pub image: Option<String>,
+    /// The Docker Engine: `unix:///path`, a socket path, or `tcp://host:port`
+    /// (default: $DOCKER_HOST, else the Docker context, else the local socket).
     pub docker_host: Option<String>,
-    /// Host IP the API port is published on (default 127.0.0.1).
+    /// Speak TLS to a `tcp://` engine and verify it against `ca.pem`,
+    /// presenting `cert.pem`/`key.pem` (default: whether $DOCKER_TLS_VERIFY is
+    /// set to anything, as the Docker CLI reads it).
+    pub docker_tls_verify: Option<bool>,
+    /// Directory holding `ca.pem`, `cert.pem` and `key.pem` (default:
+    /// $DOCKER_CERT_PATH, else the Docker config directory).
+    pub docker_cert_path: Option<String>,
+    /// The Docker CLI's config directory, for `config.json`'s `currentContext`
+    /// and the contexts (default: $DOCKER_CONFIG, else ~/.docker).
+    pub docker_config: Option<String>,
+    /// A Docker context by name, used instead of $DOCKER_HOST (default:
+    /// $DOCKER_CONTEXT, else `currentContext`); "default" is the local engine.
+    /// Not together with `dockerHost`.
+    pub docker_context: Option<String>,
+    /// Host IP the API port is published on (default 127.0.0.1; with a remote
+    /// engine, 0.0.0.0 and the kubeconfig points at the engine's host).
     pub api_host_ip: Option<String>,
     /// Run nodes privileged (default true, as k3s needs).
     pub privileged: Option<bool>,
@@ -115,7 +133,8 @@ pub struct ResolvedConfig {
     pub host_address: Option<String>,
     pub name_prefix: String,
     pub image: String,
-    pub docker_host: Option<String>,
+    /// The engine and how to reach it (TLS, the context it came from).
+    pub docker: DockerEndpoint,
     pub api_host_ip: IpAddr,
     pub privileged: bool,
     pub lb_image: String,
@@ -186,14 +205,33 @@ impl ClusterManagerConfig {
             .or_else(|| env("KECS_REGISTRY_IMAGE"))
             .unwrap_or_else(|| crate::registry::DEFAULT_REGISTRY_IMAGE.into());
         validate_image(&registry_image)?;
-        let docker_host = non_empty(self.docker_host.clone()).or_else(|| env("DOCKER_HOST"));
+        let docker = docker_host::resolve(
+            &DockerSettings {
+                host: non_empty(self.docker_host.clone()),
+                tls_verify: self.docker_tls_verify,
+                cert_path: non_empty(self.docker_cert_path.clone()),
+                config_dir: non_empty(self.docker_config.clone()),
+                context: non_empty(self.docker_context.clone()),
+            },
+            &env,
+        )?;
+        let mut host_address = non_empty(self.host_address.clone());
         let api_host_ip = match non_empty(self.api_host_ip.clone()) {
             Some(ip) => ip.trim().parse().map_err(|_| {
                 Error::InvalidArgument(format!("apiHostIp {ip:?} is not an IP address"))
             })?,
-            None => IpAddr::from([127, 0, 0, 1]),
+            // A remote engine publishes ports on its own host, where 127.0.0.1
+            // is out of our reach: publish on every address (as k3d does) and
+            // let the kubeconfig and the API certificate name the engine's host
+            // (hostAddress, which an explicit setting still overrides).
+            None => match docker.remote_host() {
+                Some(remote) => {
+                    host_address.get_or_insert_with(|| remote.to_string());
+                    IpAddr::from([0, 0, 0, 0])
+                }
+                None => IpAddr::from([127, 0, 0, 1]),
+            },
         };
-        let host_address = non_empty(self.host_address.clone());
         if let Some(h) = &host_address {
             if h.contains(char::is_whitespace) || h.contains('/') {
                 return Err(Error::InvalidArgument(format!(
@@ -208,7 +246,7 @@ impl ClusterManagerConfig {
             host_address,
             name_prefix,
             image,
-            docker_host,
+            docker,
             api_host_ip,
             lb_image,
             registry_image,
@@ -287,7 +325,8 @@ mod tests {
         .resolve(env(&[("KECS_CONTAINER_MODE", "true"), ("HOME", "/h")]))
         .unwrap();
         assert!(!off.container_mode);
-        assert_eq!(r.docker_host.as_deref(), Some("tcp://127.0.0.1:2375"));
+        assert_eq!(r.docker.url, "tcp://127.0.0.1:2375");
+        assert!(!r.docker.uses_tls());
         assert_eq!(r.image, DEFAULT_KIND_IMAGE);
         let r = ClusterManagerConfig::default()
             .resolve(env(&[("KECS_K3S_IMAGE", "x/y:z"), ("HOME", "/h")]))
@@ -317,6 +356,39 @@ mod tests {
             r.kubeconfig_dir,
             PathBuf::from(CONTAINER_MODE_KUBECONFIG_DIR)
         );
+    }
+
+    #[test]
+    fn remote_engine_publishes_the_api_on_its_host() {
+        let remote = env(&[("HOME", "/h"), ("DOCKER_HOST", "tcp://10.1.2.3:2375")]);
+        let r = ClusterManagerConfig::default().resolve(&remote).unwrap();
+        assert_eq!(r.api_host_ip.to_string(), "0.0.0.0");
+        assert_eq!(r.host_address.as_deref(), Some("10.1.2.3"));
+        // explicit settings still win
+        let r = ClusterManagerConfig {
+            api_host_ip: Some("127.0.0.1".into()),
+            ..Default::default()
+        }
+        .resolve(&remote)
+        .unwrap();
+        assert_eq!(r.api_host_ip.to_string(), "127.0.0.1");
+        assert_eq!(r.host_address, None);
+        let r = ClusterManagerConfig {
+            host_address: Some("docker.example".into()),
+            ..Default::default()
+        }
+        .resolve(&remote)
+        .unwrap();
+        assert_eq!(r.host_address.as_deref(), Some("docker.example"));
+        // a loopback tcp:// engine is local: nothing changes
+        let r = ClusterManagerConfig {
+            docker_host: Some("tcp://127.0.0.1:2375".into()),
+            ..Default::default()
+        }
+        .resolve(&remote)
+        .unwrap();
+        assert_eq!(r.api_host_ip.to_string(), "127.0.0.1");
+        assert_eq!(r.host_address, None);
     }
 
     #[test]

@@ -15,31 +15,50 @@ use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 use std::time::Duration;
 
+use crate::docker_host::{self, DockerEndpoint};
 use crate::error::{is_docker_not_found, Error, Result};
 use crate::guard::Guard;
 
 /// How long connecting (and negotiating the API version) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-const LOCAL_SOCKET: &str = "unix:///var/run/docker.sock";
 
 /// Connects to `host` (`unix://…`, `tcp://…`, `http://…`, or a socket path;
-/// default the local socket) and negotiates the API version with the engine, so
-/// older engines (Docker 20.10 speaks 1.41) and newer ones both work.
+/// default the local socket), without TLS, and negotiates the API version.
+/// The manager resolves TLS and Docker contexts first and calls
+/// [`connect_endpoint`].
 pub async fn connect(host: Option<&str>) -> Result<Docker> {
-    let host = match host {
-        Some(h) if h.starts_with('/') => format!("unix://{h}"),
-        Some(h) => h.to_string(),
-        None => LOCAL_SOCKET.to_string(),
+    let endpoint = match host {
+        Some(h) => DockerEndpoint::plain(h)?,
+        None => DockerEndpoint::local(),
     };
+    connect_endpoint(&endpoint).await
+}
+
+/// Connects to `endpoint` and negotiates the API version with the engine, so
+/// older engines (Docker 20.10 speaks 1.41) and newer ones both work. Over TLS,
+/// a failed handshake (an unknown CA, a refused client certificate) is reported
+/// as such.
+pub async fn connect_endpoint(endpoint: &DockerEndpoint) -> Result<Docker> {
+    let host = &endpoint.url;
+    let via = match &endpoint.context {
+        Some(ctx) => format!(" (Docker context {ctx:?})"),
+        None => String::new(),
+    };
+    let over = if endpoint.uses_tls() { " over TLS" } else { "" };
     let unavailable = |detail: String| {
         Error::DockerUnavailable(format!(
-            "cannot reach the Docker Engine at {host}: {detail} (is the daemon running? set dockerHost or DOCKER_HOST)"
+            "cannot reach the Docker Engine at {host}{via}{over}: {detail} (is the daemon running? set dockerHost or DOCKER_HOST)"
         ))
     };
-    let docker = Docker::connect_with_host(&host).map_err(|e| unavailable(e.to_string()))?;
+    let docker = endpoint.client()?;
     match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
         Ok(Ok(d)) => Ok(d),
-        Ok(Err(e)) => Err(unavailable(e.to_string())),
+        Ok(Err(e)) => match docker_host::tls_failure(&e) {
+            Some(tls) => Err(Error::DockerUnavailable(format!(
+                "TLS handshake with the Docker Engine at {host}{via} failed: {tls} (check that ca.pem is the engine's CA and that the engine trusts cert.pem)"
+            ))),
+            None => Err(unavailable(e.to_string())),
+        },
         Err(_) => Err(unavailable(format!(
             "no answer within {}s",
             CONNECT_TIMEOUT.as_secs()

@@ -40,6 +40,7 @@
 
 pub mod config;
 pub mod docker;
+pub mod docker_host;
 pub mod error;
 pub mod ffi;
 pub mod guard;

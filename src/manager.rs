@@ -144,11 +144,11 @@ impl ClusterManager {
     }
 
     async fn docker(&self, guard: &Guard) -> Result<&Docker> {
-        let host = self.config.docker_host.clone();
+        let endpoint = &self.config.docker;
         guard
             .wait("connecting to the Docker Engine", async {
                 self.docker
-                    .get_or_try_init(|| docker::connect(host.as_deref()))
+                    .get_or_try_init(|| docker::connect_endpoint(endpoint))
                     .await
             })
             .await

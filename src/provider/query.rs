@@ -190,11 +190,14 @@ pub struct KubeconfigSource<'a> {
 /// `https://<host>:<port>` for the API as published on the Docker host.
 pub fn host_url(cx: &ProviderCtx<'_>, port: u16) -> String {
     let ip = cx.config.api_host_ip;
+    // published on every address (as with a remote engine, whose host is the
+    // hostAddress): reach it by hostAddress
     let host = if ip.is_unspecified() {
-        cx.config
-            .host_address
-            .clone()
-            .unwrap_or_else(|| "127.0.0.1".into())
+        match cx.config.host_address.as_deref() {
+            Some(h) if h.parse::<std::net::Ipv6Addr>().is_ok() => format!("[{h}]"),
+            Some(h) => h.to_string(),
+            None => "127.0.0.1".into(),
+        }
     } else if ip.is_ipv6() {
         format!("[{ip}]")
     } else {
