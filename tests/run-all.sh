@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the repository against the real Docker Engine:
 #   formatting and lints, the committed C header, the Rust unit and integration
-#   tests (library, C ABI, node and load-balancer simulators), the real registry
+#   tests (library, C ABI, node and load-balancer simulators, doc examples), the
+#   README's quickstart (scripts/quickstart.sh), the real registry
 #   image, stock kubectl against both providers, the C smoke test (installed with
 #   pkg-config, plain and under valgrind), the shipping checks (Go from another
 #   module, a static binary in an empty image, cgo off), and the Go bindings
@@ -57,6 +58,21 @@ step "simulator images (nodes, load balancers) and the real registry image"
 tests/node-sim/build-image.sh
 tests/lb-sim/build-image.sh
 tests/registry/verify.sh
+
+step "quickstart: the README's first command creates, shows and deletes a cluster"
+# The upstream image names on a loopback registry nobody serves: the pull fails
+# at once without leaving the machine, so this exercises the fallback a machine
+# without a registry takes (the simulator images, announced as such).
+quickstart_log="$(mktemp)"
+QUICKSTART_K3S_IMAGE=127.0.0.1:1/rancher/k3s:v1.31.4-k3s1 QUICKSTART_LB_IMAGE=127.0.0.1:1/k3d-io/k3d-proxy:5.8.3 \
+  scripts/quickstart.sh 2>&1 | tee "$quickstart_log"
+grep -q "SIMULATOR images" "$quickstart_log" || { echo "quickstart: no simulator notice" >&2; exit 1; }
+grep -q "Images used: nodes: kecs-sim/k3s:test" "$quickstart_log" || { echo "quickstart: did not say which image it used" >&2; exit 1; }
+grep -q " Ready " "$quickstart_log" || { echo "quickstart: kubectl showed no Ready node" >&2; exit 1; }
+rm -f "$quickstart_log"
+if docker ps -a --filter label=app=k3d --format '{{.Label "k3d.cluster"}}' | grep '^kecs-quickstart-'; then
+  echo "quickstart: left containers behind" >&2; exit 1
+fi
 
 step "cargo test"
 cargo test --release --workspace
