@@ -8,16 +8,17 @@ import (
 // Config configures a Manager. Zero values mean "default": empty strings and nil
 // pointers fall back to the environment (KECS_CLUSTER_PROVIDER, KECS_CONTAINER_MODE,
 // KECS_KUBECONFIG_PATH, KECS_K3S_IMAGE, KECS_KIND_IMAGE, KECS_LB_IMAGE,
-// KECS_PRIVILEGED, DOCKER_HOST) and then to the defaults. A set field always wins
-// over the environment.
+// KECS_PRIVILEGED, DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH, DOCKER_CONFIG,
+// DOCKER_CONTEXT) and then to the defaults. A set field always wins over the
+// environment.
 type Config struct {
 	Provider       string  `json:"provider,omitempty"`       // "k3d" (default) or "kind"
 	ContainerMode  *bool   `json:"containerMode,omitempty"`  // nil = $KECS_CONTAINER_MODE; KECS runs inside a container
 	KubeconfigPath string  `json:"kubeconfigPath,omitempty"` // a directory for <cluster>.config files
 	HostAddress    string  `json:"hostAddress,omitempty"`    // extra name/IP the API certificate covers
 	Image          string  `json:"image,omitempty"`          // node image
-	DockerHost     string  `json:"dockerHost,omitempty"`     // unix:// or tcp:// address
-	APIHostIP      string  `json:"apiHostIp,omitempty"`      // where the API port is published (127.0.0.1)
+	DockerHost     string  `json:"dockerHost,omitempty"`     // unix:// or tcp:// address (see Docker* below)
+	APIHostIP      string  `json:"apiHostIp,omitempty"`      // where the API port is published (127.0.0.1; 0.0.0.0 for a remote engine)
 	NamePrefix     *string `json:"namePrefix,omitempty"`     // nil = "kecs-"
 	Privileged     *bool   `json:"privileged,omitempty"`     // nil = $KECS_PRIVILEGED, else true (k3s needs it)
 	LBImage        string  `json:"lbImage,omitempty"`        // k3d's load balancer image (ghcr.io/k3d-io/k3d-proxy:5.8.3)
@@ -28,6 +29,22 @@ type Config struct {
 	// before the nodes start (k3d provider).
 	EnableRegistry bool `json:"enableRegistry,omitempty"`
 	RegistryPort   int  `json:"registryPort,omitempty"` // host port of the shared registry (5000)
+	// DockerTLSVerify speaks TLS to a tcp:// engine, verified against ca.pem and
+	// presenting cert.pem/key.pem from DockerCertPath. nil = whether
+	// $DOCKER_TLS_VERIFY is set (to anything, as the Docker CLI reads it).
+	DockerTLSVerify *bool `json:"dockerTlsVerify,omitempty"`
+	// DockerCertPath is the directory holding ca.pem, cert.pem and key.pem
+	// ("" = $DOCKER_CERT_PATH, else the Docker config directory).
+	DockerCertPath string `json:"dockerCertPath,omitempty"`
+	// DockerConfig is the Docker CLI's config directory, for config.json's
+	// currentContext and the contexts ("" = $DOCKER_CONFIG, else ~/.docker).
+	DockerConfig string `json:"dockerConfig,omitempty"`
+	// DockerContext names a Docker context to use instead of $DOCKER_HOST
+	// ("" = $DOCKER_CONTEXT, else currentContext; "default" is the local
+	// engine). Not together with DockerHost. With a remote engine (a tcp://
+	// host that is not loopback) the API is published on 0.0.0.0 and the
+	// kubeconfig names the engine's host, unless APIHostIP is set.
+	DockerContext string `json:"dockerContext,omitempty"`
 }
 
 // RegistryCreate describes a registry to create. HostPort 0 means 5000;
