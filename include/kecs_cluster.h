@@ -1,10 +1,34 @@
 /*
  * kecs_cluster.h — C ABI of kecs-cluster: create, delete and inspect local
- * Kubernetes clusters in Docker (k3d-style k3s nodes) through the Docker Engine API.
+ * Kubernetes clusters in Docker — k3s nodes the way k3d makes them (provider
+ * "k3d", the default) or Kubernetes nodes the way kind makes them ("kind") —
+ * through the Docker Engine API. Build and link: scripts/install.sh, then
+ * `cc app.c $(pkg-config --cflags --libs kecs_cluster)`; tests/c/smoke.c is a
+ * complete program.
+ *
+ * Function groups (details above each declaration):
+ *  - Version and ABI: kecs_version (static string, never freed),
+ *    kecs_abi_version — compare with KECS_ABI_VERSION before any other call.
+ *  - Manager: kecs_manager_new (config JSON or NULL: defaults + environment;
+ *    makes no Docker call) → *out, freed with kecs_manager_free.
+ *  - Clusters: kecs_cluster_create, kecs_cluster_delete, kecs_cluster_exists,
+ *    kecs_cluster_wait_ready, kecs_cluster_info, kecs_cluster_list,
+ *    kecs_cluster_kubeconfig (YAML), kecs_cluster_kubeconfig_path (no Docker call).
+ *  - Stop/start: kecs_cluster_stop, kecs_cluster_start, kecs_cluster_is_running.
+ *  - Ports on a running cluster: kecs_cluster_port_add, kecs_cluster_port_remove,
+ *    kecs_cluster_ports.
+ *  - Registries: kecs_registry_create, kecs_registry_delete, kecs_registry_list,
+ *    kecs_registry_connect.
+ *  - Strings: every char* this library returns through an out-parameter
+ *    (JSON, YAML, paths) is the caller's: free it with kecs_string_free.
+ *  - Errors: kecs_error_code, kecs_error_message (owned by the error, valid
+ *    until kecs_error_free), kecs_error_free.
+ *  - Cancellation: kecs_cancel_new, kecs_cancel_trigger, kecs_cancel_free.
  *
  * Rules for every function:
  *  - Strings in and out are NUL-terminated UTF-8. JSON documents use the library's
- *    camelCase types (ClusterManagerConfig, CreateOptions, ClusterInfo).
+ *    camelCase types (ClusterManagerConfig, CreateOptions, ClusterInfo, PortMapping,
+ *    RegistryCreate, RegistryInfo).
  *  - Fallible functions return kecs_status_t. On failure, if `err` is not NULL, *err
  *    receives an error object (free it with kecs_error_free); on success *err is left
  *    untouched. `err` may be NULL when only the status is wanted.
@@ -13,16 +37,22 @@
  *    kecs_manager_free, kecs_string_free, kecs_error_free, kecs_cancel_free. All of
  *    them accept NULL. Inputs are borrowed only for the duration of the call.
  *  - NULL where a pointer is required, invalid UTF-8, malformed JSON and unknown JSON
- *    fields give KECS_STATUS_INVALID_ARGUMENT with a message naming the argument.
+ *    fields give KECS_STATUS_INVALID_ARGUMENT with a message naming the argument;
+ *    bad input creates nothing.
  *  - No Rust panic unwinds into C: it becomes KECS_STATUS_PANIC with a message.
  *  - Threads: a kecs_manager_t is safe to share; functions taking `const kecs_manager_t*`
- *    may run concurrently from any threads. Cluster calls block the calling thread
- *    (the work runs on the manager's own tokio runtime, threads named kecs-worker) and
- *    must not be made from a thread of that runtime. kecs_manager_free must not race
- *    with calls on the same manager. kecs_cancel_trigger may be called from any thread.
- *  - Cancellation: pass a kecs_cancel_t to a call and trigger it from another thread;
- *    the call returns KECS_STATUS_CANCELLED within about a second. A cancelled create
- *    removes everything it made, exactly like a failed one.
+ *    may run concurrently from any threads (create, delete, stop and start of one
+ *    cluster name are serialised). Cluster and registry calls block the calling
+ *    thread while the work runs as a task on the manager's own tokio runtime
+ *    (threads named kecs-worker); made from inside a tokio runtime's async context
+ *    (including a kecs-worker thread) they fail with KECS_STATUS_PANIC.
+ *    kecs_manager_free must not race with calls on the same manager. Error, string
+ *    and cancel objects may move between threads. kecs_cancel_trigger may be called
+ *    from any thread.
+ *  - Cancellation: pass a kecs_cancel_t (or NULL: not cancellable) to a call and
+ *    trigger it from another thread; the call returns KECS_STATUS_CANCELLED within
+ *    about a second. A cancelled create removes everything it made, exactly like a
+ *    failed one. Free the token only after the call and every trigger have returned.
  *  - Status numbers are stable and never reused; KECS_ABI_VERSION changes with any
  *    change of signature, layout or status.
  */

@@ -42,6 +42,11 @@ if ! cmp -s "$(ls -t target/release/build/kecs-cluster-*/out/kecs_cluster.h | he
   echo "Regenerate it with: KECS_UPDATE_HEADER=1 cargo build --release   (then commit it)" >&2
   exit 1
 fi
+# the preamble (cbindgen.toml's header) names every function, in its group
+preamble="$(sed '/\*\//q' include/kecs_cluster.h)"
+for fn in $(grep -v '^ \*' include/kecs_cluster.h | grep -o 'kecs_[a-z_]*(' | tr -d '(' | sort -u); do
+  grep -qw "$fn" <<<"$preamble" || { echo "include/kecs_cluster.h: $fn is missing from the preamble's function groups (cbindgen.toml)" >&2; exit 1; }
+done
 
 step "clippy"
 cargo clippy --release --workspace --all-targets -- -D warnings
