@@ -7,21 +7,22 @@ import (
 
 // Config configures a Manager. Zero values mean "default": empty strings and nil
 // pointers fall back to the environment (KECS_CLUSTER_PROVIDER, KECS_CONTAINER_MODE,
-// KECS_KUBECONFIG_PATH, KECS_K3S_IMAGE, KECS_KIND_IMAGE, KECS_LB_IMAGE,
-// KECS_PRIVILEGED, DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH, DOCKER_CONFIG,
-// DOCKER_CONTEXT) and then to the defaults. A set field always wins over the
+// KECS_KUBECONFIG_PATH, KECS_K3S_IMAGE (k3d) / KECS_KIND_IMAGE (kind),
+// KECS_LB_IMAGE / KECS_KIND_LB_IMAGE, KECS_REGISTRY_IMAGE, KECS_PRIVILEGED,
+// DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH, DOCKER_CONFIG, DOCKER_CONTEXT)
+// and then to the defaults. A set field always wins over the
 // environment.
 type Config struct {
 	Provider       string  `json:"provider,omitempty"`       // "k3d" (default) or "kind"
 	ContainerMode  *bool   `json:"containerMode,omitempty"`  // nil = $KECS_CONTAINER_MODE; KECS runs inside a container
 	KubeconfigPath string  `json:"kubeconfigPath,omitempty"` // a directory for <cluster>.config files
 	HostAddress    string  `json:"hostAddress,omitempty"`    // extra name/IP the API certificate covers
-	Image          string  `json:"image,omitempty"`          // node image
+	Image          string  `json:"image,omitempty"`          // node image ("" = $KECS_K3S_IMAGE or $KECS_KIND_IMAGE, else rancher/k3s / kindest/node)
 	DockerHost     string  `json:"dockerHost,omitempty"`     // unix:// or tcp:// address (see Docker* below)
 	APIHostIP      string  `json:"apiHostIp,omitempty"`      // where the API port is published (127.0.0.1; 0.0.0.0 for a remote engine)
 	NamePrefix     *string `json:"namePrefix,omitempty"`     // nil = "kecs-"
 	Privileged     *bool   `json:"privileged,omitempty"`     // nil = $KECS_PRIVILEGED, else true (k3s needs it)
-	LBImage        string  `json:"lbImage,omitempty"`        // k3d's load balancer image (ghcr.io/k3d-io/k3d-proxy:5.8.3)
+	LBImage        string  `json:"lbImage,omitempty"`        // load balancer image (k3d: ghcr.io/k3d-io/k3d-proxy:5.8.3; kind: envoy)
 	RegistryImage  string  `json:"registryImage,omitempty"`  // registry image (docker.io/library/registry:2)
 	// EnableRegistry gives every cluster KECS's shared registry "kecs-registry"
 	// (created on first use, never deleted with a cluster), mirrored as
