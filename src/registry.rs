@@ -137,20 +137,7 @@ pub fn k3s_registries_yaml(regs: &[RegistryRef]) -> String {
     let mut out = String::from("mirrors:\n");
     for r in regs {
         let endpoint = format!("http://{}:{REGISTRY_PORT}", r.name);
-        let mut hosts = vec![
-            format!("localhost:{}", r.host_port),
-            format!("{}:{}", r.name, r.host_port),
-            format!("{}:{REGISTRY_PORT}", r.name),
-        ];
-        for a in &r.aliases {
-            hosts.push(if a.contains(':') {
-                a.clone()
-            } else {
-                format!("{a}:{}", r.host_port)
-            });
-        }
-        hosts.dedup();
-        for h in hosts {
+        for h in pull_hosts(r) {
             out.push_str(&format!(
                 "  \"{h}\":\n    endpoint:\n    - {endpoint}\n    rewrite: {{}}\n"
             ));
@@ -171,6 +158,69 @@ pub async fn write_k3s_config(
     let writes = nodes
         .iter()
         .map(|n| docker::write_file(docker, n, K3S_REGISTRIES_PATH, yaml.as_bytes(), 0o644));
+    futures_util::future::join_all(writes)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>>>()
+        .map(|_| ())
+}
+
+/// The names a cluster pulls a registry's images by (k3d's set, kind's
+/// `localhost:<hostPort>` among them): `localhost:<hostPort>`,
+/// `<name>:<hostPort>`, `<name>:5000` and each alias (`:<hostPort>` unless it
+/// has a port).
+fn pull_hosts(r: &RegistryRef) -> Vec<String> {
+    let mut hosts = vec![
+        format!("localhost:{}", r.host_port),
+        format!("{}:{}", r.name, r.host_port),
+        format!("{}:{REGISTRY_PORT}", r.name),
+    ];
+    for a in &r.aliases {
+        hosts.push(if a.contains(':') {
+            a.clone()
+        } else {
+            format!("{a}:{}", r.host_port)
+        });
+    }
+    hosts.dedup();
+    hosts
+}
+
+/// containerd's registry host directory (kind's local-registry recipe:
+/// `config_path`, then one `hosts.toml` per pulled-by name).
+pub const CONTAINERD_CERTS_D: &str = "/etc/containerd/certs.d";
+
+/// `(path, content)` of the `hosts.toml` files that send pulls of each name a
+/// registry goes by to the registry on the cluster network, as kind's recipe
+/// writes them.
+pub fn containerd_hosts_files(regs: &[RegistryRef]) -> Vec<(String, String)> {
+    regs.iter()
+        .flat_map(|r| {
+            let endpoint = format!("[host.\"http://{}:{REGISTRY_PORT}\"]\n", r.name);
+            pull_hosts(r).into_iter().map(move |h| {
+                (
+                    format!("{CONTAINERD_CERTS_D}/{h}/hosts.toml"),
+                    endpoint.clone(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Writes the `hosts.toml` files for `regs` into every one of `nodes` (all
+/// writes finish; the first error is returned). containerd reads them at each
+/// pull: no restart.
+pub async fn write_containerd_hosts(
+    docker: &Docker,
+    nodes: &[String],
+    regs: &[RegistryRef],
+) -> Result<()> {
+    let files = containerd_hosts_files(regs);
+    let writes = nodes.iter().flat_map(|n| {
+        files.iter().map(move |(path, content)| {
+            docker::write_file(docker, n, path, content.as_bytes(), 0o644)
+        })
+    });
     futures_util::future::join_all(writes)
         .await
         .into_iter()
@@ -507,6 +557,57 @@ pub async fn release_network(
     Ok(())
 }
 
+/// Node label (comma-separated registry names) that records which registries
+/// a cluster on a shared network (kind's) was created to use.
+pub const USED_BY_LABEL: &str = "kecs.registries";
+
+/// On a network clusters share (kind's), registries stay attached when one
+/// cluster goes; a registry a cluster create made (this cluster's, or an
+/// earlier one's on that network) is deleted with its data once no cluster uses
+/// it: no node names it in [`USED_BY_LABEL`] and it is on no other cluster's
+/// network. A standalone registry is never deleted.
+pub async fn release_from_shared_network(
+    docker: &Docker,
+    network: &str,
+    cluster: &str,
+    guard: &Guard,
+) -> Result<()> {
+    let on = |c: &ContainerSummary, net: &str| {
+        c.network_settings
+            .as_ref()
+            .and_then(|n| n.networks.as_ref())
+            .is_some_and(|n| n.contains_key(net))
+    };
+    // this cluster's own, and those an earlier create on the network made whose
+    // last user may have been this cluster
+    let made = all(docker).await?.into_iter().filter(|c| {
+        summary_label(c, "k3d.cluster")
+            .is_some_and(|by| by == cluster || (!by.is_empty() && on(c, network)))
+    });
+    for c in made {
+        let name = summary_name(&c);
+        let users = docker::containers_with_labels(docker, &[(USED_BY_LABEL, "")]).await?;
+        let named = users.iter().any(|u| {
+            summary_label(u, USED_BY_LABEL).is_some_and(|l| l.split(',').any(|n| n == name))
+        });
+        let on_other_network = c
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.networks.as_ref())
+            .is_some_and(|n| {
+                n.keys()
+                    .any(|k| !matches!(k.as_str(), "bridge" | "host" | "none") && k != network)
+            });
+        if named || on_other_network {
+            guard.report(&format!("kept registry {name} (still used)"));
+        } else {
+            delete_container_and_volume(docker, &name, guard).await?;
+            guard.report(&format!("removed registry {name}"));
+        }
+    }
+    Ok(())
+}
+
 /// The registry's address on `network` (for CoreDNS's NodeHosts).
 pub async fn address_on(docker: &Docker, name: &str, network: &str) -> Option<String> {
     let info = docker::inspect(docker, name).await.ok()?;
@@ -520,13 +621,15 @@ pub async fn address_on(docker: &Docker, name: &str, network: &str) -> Option<St
 
 /// Tells the cluster where its registries are once its API answers: the
 /// KEP-1755 ConfigMap `kube-public/local-registry-hosting` for the first, and
-/// each registry's name and aliases in CoreDNS's `NodeHosts` (when CoreDNS's
-/// ConfigMap exists) so pods resolve them too.
+/// with `node_hosts` (k3s's CoreDNS reads it) each registry's name and aliases
+/// in CoreDNS's `NodeHosts` (when CoreDNS's ConfigMap exists) so pods resolve
+/// them too.
 pub async fn publish_in_cluster(
     docker: &Docker,
     client: &kube::Client,
     network: &str,
     regs: &[RegistryRef],
+    node_hosts: bool,
 ) -> Result<()> {
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -551,6 +654,9 @@ pub async fn publish_in_cluster(
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 409 => {}
         Err(e) => return Err(kerr("creating kube-public/local-registry-hosting", e)),
+    }
+    if !node_hosts {
+        return Ok(());
     }
     let system: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
     let coredns = match system.get_opt("coredns").await {

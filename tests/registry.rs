@@ -1,4 +1,4 @@
-//! Local registries wired into k3d-style clusters, against the real Docker
+//! Local registries wired into k3d- and kind-style clusters, against the real Docker
 //! Engine with the REAL distribution registry (Debian's docker-registry, image
 //! kecs-sim/registry:test; not a simulator). The engine pushes an image to it
 //! through the Engine API; inside a node the simulator's `crictl pull` resolves
@@ -76,11 +76,15 @@ struct Ctx {
 }
 
 async fn setup(tag: &str) -> Ctx {
+    setup_for("k3d", tag).await
+}
+
+async fn setup_for(provider: &str, tag: &str) -> Ctx {
     ensure_sim_image().await;
     ensure_registry_image().await;
     let gate = shared();
     let dir = TempDir::new(tag);
-    let mut config = config(dir.path(), "k3d");
+    let mut config = config(dir.path(), provider);
     config.registry_image = Some(REGISTRY_IMAGE.into());
     let manager = ClusterManager::new(&config).unwrap();
     Ctx {
@@ -259,6 +263,143 @@ async fn registry_created_with_a_cluster_and_shared() {
     c.manager.delete(&b, &never()).await.unwrap();
     let e = c.manager.registry_get(&reg, &never()).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::NotFound);
+}
+
+/// kind's local-registry recipe: a registry made by a kind create serves pulls
+/// in the nodes through containerd's `hosts.toml` (`localhost:<port>` and its
+/// name), the KEP-1755 ConfigMap says where it is; a second kind cluster uses
+/// it, keeps it when the first goes (the kind network is shared, so use is
+/// recorded on the nodes), and takes a standalone registry connected while it
+/// runs, with no node restart; the registry a create made goes with the last
+/// cluster that used it, the standalone one stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kind_registry_recipe_created_shared_and_connected() {
+    let c = setup_for("kind", "kreg").await;
+    let (a, a_full, _ga) = c.cluster("kra");
+    let reg = unique_name("testreg-k");
+    let standalone = unique_name("testreg-s");
+    let _rg = RegistryGuard(vec![reg.clone(), standalone.clone()]);
+    let port = free_port();
+    let opts = CreateOptions {
+        agents: 1,
+        registry: Some(RegistryOptions {
+            create: Some(RegistryCreate {
+                name: reg.clone(),
+                host_port: port,
+                ..Default::default()
+            }),
+            use_existing: vec![],
+        }),
+        ..Default::default()
+    };
+    let info = c.manager.create(&a, &opts, &never()).await.unwrap();
+    push(port, "kecs/kind-app", "v1").await;
+    let catalog = http_get(port, "/v2/_catalog");
+    assert!(catalog.contains("kecs/kind-app"), "{catalog}");
+    for image in [
+        format!("localhost:{port}/kecs/kind-app:v1"),
+        format!("{reg}:5000/kecs/kind-app:v1"),
+    ] {
+        let pulled = pull_in_node(&format!("{a_full}-worker"), &image).await;
+        assert!(pulled.contains(&format!("http://{reg}:5000")), "{pulled}");
+        assert!(pulled.contains("hosts.toml"), "{pulled}");
+    }
+    let hosting = kubectl(
+        &info.kubeconfig_path,
+        &[
+            "get",
+            "configmap",
+            "-n",
+            "kube-public",
+            "local-registry-hosting",
+            "-o",
+            "jsonpath={.data.localRegistryHosting\\.v1}",
+        ],
+    );
+    assert!(
+        hosting.contains(&format!("host: localhost:{port}")),
+        "{hosting}"
+    );
+
+    let (b, b_full, _gb) = c.cluster("krb");
+    let opts = CreateOptions {
+        registry: Some(RegistryOptions {
+            create: None,
+            use_existing: vec![reg.clone()],
+        }),
+        ..Default::default()
+    };
+    c.manager.create(&b, &opts, &never()).await.unwrap();
+    c.manager.delete(&a, &never()).await.unwrap();
+    assert!(
+        c.manager
+            .registry_get(&reg, &never())
+            .await
+            .unwrap()
+            .running,
+        "the registry stays while another kind cluster uses it"
+    );
+    let b_node = format!("{b_full}-control-plane");
+    let pulled = pull_in_node(&b_node, &format!("localhost:{port}/kecs/kind-app:v1")).await;
+    assert!(pulled.contains(&format!("http://{reg}:5000")), "{pulled}");
+
+    // a standalone registry joins the running cluster: no node restarts
+    let port2 = free_port();
+    c.manager
+        .registry_create(
+            &RegistryCreate {
+                name: standalone.clone(),
+                host_port: port2,
+                ..Default::default()
+            },
+            &never(),
+        )
+        .await
+        .unwrap();
+    push(port2, "kecs/late", "v2").await;
+    let docker = docker().await;
+    let started_before = docker::inspect(&docker, &b_node)
+        .await
+        .unwrap()
+        .state
+        .unwrap()
+        .started_at;
+    c.manager
+        .registry_connect(&standalone, &b, Duration::from_secs(120), &never())
+        .await
+        .unwrap();
+    let pulled = pull_in_node(&b_node, &format!("localhost:{port2}/kecs/late:v2")).await;
+    assert!(
+        pulled.contains(&format!("http://{standalone}:5000")),
+        "{pulled}"
+    );
+    let started_after = docker::inspect(&docker, &b_node)
+        .await
+        .unwrap()
+        .state
+        .unwrap()
+        .started_at;
+    assert_eq!(started_before, started_after, "the node did not restart");
+
+    c.manager.delete(&b, &never()).await.unwrap();
+    let e = c.manager.registry_get(&reg, &never()).await.unwrap_err();
+    assert_eq!(
+        e.code(),
+        ErrorCode::NotFound,
+        "made by a create: gone with its last user"
+    );
+    assert!(leftovers(&a_full).await.is_empty() && leftovers(&b_full).await.is_empty());
+    assert!(
+        c.manager
+            .registry_get(&standalone, &never())
+            .await
+            .unwrap()
+            .running
+    );
+    c.manager
+        .registry_delete(&standalone, &never())
+        .await
+        .unwrap();
 }
 
 /// A standalone registry connected to a running cluster: its nodes restart and

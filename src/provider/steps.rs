@@ -1,6 +1,7 @@
 //! Create steps both providers share: rollback around the build, node containers
-//! created without a restart policy, starts that explain a busy host port, and
-//! the restart policy set once the cluster is up.
+//! created without a restart policy, starts that explain a busy host port, the
+//! restart policy set once the cluster is up, and the registries a create makes
+//! or uses.
 
 use bollard::models::{
     ContainerCreateBody, ContainerUpdateBody, RestartPolicy, RestartPolicyNameEnum,
@@ -10,8 +11,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::{Created, ProviderCtx};
+use crate::docker;
 use crate::error::{Error, Result};
 use crate::guard::Guard;
+use crate::options::CreatePlan;
+use crate::registry::{self, RegistryRef};
 
 /// How long a rollback may take before we give up and report what is left.
 pub const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -183,4 +187,55 @@ pub async fn set_restart_policy(
     futures_util::future::try_join_all(updates)
         .await
         .map(|_| ())
+}
+
+/// Before anything of the cluster exists: the registry to create has its image
+/// and a free name; each registry to use exists. Returns every registry the
+/// cluster will use.
+pub async fn check_registries(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    plan: &CreatePlan,
+    guard: &Guard,
+) -> Result<Vec<RegistryRef>> {
+    let mut refs = Vec::new();
+    if let Some(c) = &plan.registry.create {
+        docker::ensure_image(cx.docker, &cx.config.registry_image, guard)
+            .await
+            .map_err(|e| e.context(format!("cluster {cluster}: registry {}", c.name)))?;
+        if registry::find(cx.docker, &c.name).await?.is_some() {
+            return Err(Error::AlreadyExists(format!(
+                "cluster {cluster}: registry {} already exists: use it (registry.use) or choose another name",
+                c.name
+            )));
+        }
+        refs.push(c.validate()?);
+    }
+    for name in &plan.registry.use_existing {
+        let r = registry::reference(cx.docker, name)
+            .await
+            .map_err(|e| e.context(format!("cluster {cluster}")))?;
+        refs.push(r);
+    }
+    Ok(refs)
+}
+
+/// The registry a create makes (with the cluster's label, so delete and
+/// rollback find it), then every registry attached to the cluster network
+/// `network`.
+pub async fn attach_registries(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    plan: &CreatePlan,
+    refs: &[RegistryRef],
+    network: &str,
+    guard: &Guard,
+) -> Result<()> {
+    if let Some(c) = &plan.registry.create {
+        registry::create(cx.docker, c, &cx.config.registry_image, cluster, guard).await?;
+    }
+    for r in refs {
+        registry::connect(cx.docker, r, network).await?;
+    }
+    Ok(())
 }

@@ -36,7 +36,7 @@ pub async fn create(
             .await
             .map_err(|e| e.context(format!("cluster {cluster}: the load balancer's image")))?;
     }
-    let registries = check_registries(cx, cluster, plan, guard).await?;
+    let registries = steps::check_registries(cx, cluster, plan, guard).await?;
     steps::with_rollback(
         cluster,
         guard,
@@ -197,56 +197,6 @@ async fn wait_node(
     steps::wait_for_line(cx, cluster, name, &[line], guard).await
 }
 
-/// Before anything of the cluster exists: the registry to create has its image
-/// and a free name; each registry to use exists. Returns every registry the
-/// cluster will use.
-async fn check_registries(
-    cx: &ProviderCtx<'_>,
-    cluster: &str,
-    plan: &CreatePlan,
-    guard: &Guard,
-) -> Result<Vec<RegistryRef>> {
-    let mut refs = Vec::new();
-    if let Some(c) = &plan.registry.create {
-        docker::ensure_image(cx.docker, &cx.config.registry_image, guard)
-            .await
-            .map_err(|e| e.context(format!("cluster {cluster}: registry {}", c.name)))?;
-        if registry::find(cx.docker, &c.name).await?.is_some() {
-            return Err(Error::AlreadyExists(format!(
-                "cluster {cluster}: registry {} already exists: use it (registry.use) or choose another name",
-                c.name
-            )));
-        }
-        refs.push(c.validate()?);
-    }
-    for name in &plan.registry.use_existing {
-        let r = registry::reference(cx.docker, name)
-            .await
-            .map_err(|e| e.context(format!("cluster {cluster}")))?;
-        refs.push(r);
-    }
-    Ok(refs)
-}
-
-/// The registry a create makes (with the cluster's label, so delete and
-/// rollback find it), then every registry attached to the cluster network.
-async fn attach_registries(
-    cx: &ProviderCtx<'_>,
-    cluster: &str,
-    plan: &CreatePlan,
-    refs: &[RegistryRef],
-    guard: &Guard,
-) -> Result<()> {
-    if let Some(c) = &plan.registry.create {
-        registry::create(cx.docker, c, &cx.config.registry_image, cluster, guard).await?;
-    }
-    let net = spec::network_name(cluster);
-    for r in refs {
-        registry::connect(cx.docker, r, &net).await?;
-    }
-    Ok(())
-}
-
 async fn build(
     cx: &ProviderCtx<'_>,
     cluster: &str,
@@ -287,7 +237,14 @@ async fn build(
     // the registries come up while the nodes are created (join: both finish)
     let (made, regs) = futures_util::future::join(
         steps::create_nodes(cx, cluster, bodies, guard),
-        attach_registries(cx, cluster, plan, registries, guard),
+        steps::attach_registries(
+            cx,
+            cluster,
+            plan,
+            registries,
+            &spec::network_name(cluster),
+            guard,
+        ),
     )
     .await;
     made?;
@@ -421,7 +378,7 @@ async fn publish_registries(
     guard
         .wait(&step, async {
             let client = readiness::client(reach, std::time::Duration::from_secs(10)).await?;
-            registry::publish_in_cluster(cx.docker, &client, &net, registries).await
+            registry::publish_in_cluster(cx.docker, &client, &net, registries, true).await
         })
         .await
         .map_err(|e| e.context(format!("cluster {cluster}")))

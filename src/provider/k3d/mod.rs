@@ -254,7 +254,7 @@ impl Provider for K3dProvider {
         let kcs = self.kubeconfig(cx, cluster).await?;
         let reach = reachable_kubeconfig(cx, &net, &kcs).await;
         let client = readiness::client(reach, std::time::Duration::from_secs(10)).await?;
-        registry::publish_in_cluster(cx.docker, &client, &net, &refs).await
+        registry::publish_in_cluster(cx.docker, &client, &net, &refs, true).await
     }
 
     async fn kubeconfig(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<Kubeconfigs> {

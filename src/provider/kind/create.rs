@@ -19,8 +19,10 @@ use crate::docker::{self, exec_ok};
 use crate::error::{is_docker_not_found, Error, Result};
 use crate::guard::Guard;
 use crate::options::{CreatePlan, Role};
-use crate::provider::query::finish_create;
+use crate::provider::query::{finish_create, reachable_kubeconfig};
 use crate::provider::{steps, Created, ProviderCtx};
+use crate::readiness;
+use crate::registry::{self, RegistryRef};
 
 const KUBECTL: &str = "--kubeconfig=/etc/kubernetes/admin.conf";
 
@@ -44,11 +46,6 @@ pub fn check_plan(plan: &CreatePlan) -> Result<()> {
     if plan.ports.iter().any(|p| p.on_lb(false)) {
         return Err(Error::InvalidArgument(
             "kind's load balancer carries the API only: publish ports on a node (\"server:0\", \"agent:N\")".into(),
-        ));
-    }
-    if plan.registry.create.is_some() || !plan.registry.use_existing.is_empty() {
-        return Err(Error::InvalidArgument(
-            "registries are wired into k3d clusters only; the kind provider does not support them yet".into(),
         ));
     }
     if !plan.k3s_args.is_empty() {
@@ -76,13 +73,14 @@ pub async fn create(
             .await
             .map_err(|e| e.context(format!("cluster {cluster}: the external load balancer")))?;
     }
+    let registries = steps::check_registries(cx, cluster, plan, guard).await?;
     ensure_network(cx, guard)
         .await
         .map_err(|e| e.context(format!("cluster {cluster}")))?;
     steps::with_rollback(
         cluster,
         guard,
-        build(cx, cluster, plan, guard),
+        build(cx, cluster, plan, &registries, guard),
         |rb| async move { remove_objects(cx, cluster, &rb).await },
     )
     .await
@@ -261,6 +259,7 @@ async fn build(
     cx: &ProviderCtx<'_>,
     cluster: &str,
     plan: &CreatePlan,
+    registries: &[RegistryRef],
     guard: &Guard,
 ) -> Result<Created> {
     let spec = ClusterSpec {
@@ -278,7 +277,14 @@ async fn build(
     if let Some(lb) = &lb {
         bodies.push((lb.clone(), spec.load_balancer()));
     }
-    steps::create_nodes(cx, cluster, bodies, guard).await?;
+    // the registries come up while the nodes are created (join: both finish)
+    let (made, regs) = futures_util::future::join(
+        steps::create_nodes(cx, cluster, bodies, guard),
+        steps::attach_registries(cx, cluster, plan, registries, spec::NETWORK, guard),
+    )
+    .await;
+    made?;
+    regs?;
 
     let names_of = |role: Role| -> Vec<String> {
         nodes
@@ -295,6 +301,7 @@ async fn build(
         .ok_or_else(|| Error::InvalidArgument("a kind cluster needs a control plane".into()))?;
 
     start_all(cx, cluster, &names, lb.as_deref(), plan, guard).await?;
+    use_registries(cx, cluster, &names, registries, guard).await?;
     if let Some(lb) = &lb {
         configure_load_balancer(cx, cluster, lb, &control_planes, guard).await?;
     }
@@ -322,7 +329,7 @@ async fn build(
     }
     let mut restartable = names.clone();
     restartable.extend(lb.clone());
-    finish_create(
+    let created = finish_create(
         cx,
         cluster,
         spec::NETWORK,
@@ -332,7 +339,80 @@ async fn build(
         steps::set_restart_policy(cx, cluster, &restartable, on_failure_once(), guard),
         read_kubeconfigs(cx, cluster, cp, lb.as_deref()),
     )
-    .await
+    .await?;
+    if !registries.is_empty() {
+        publish_registries(cx, cluster, &created.kubeconfigs, registries, guard).await?;
+    }
+    Ok(created)
+}
+
+/// kind's local-registry recipe in every node: containerd reads registry hosts
+/// from `certs.d` (patched in and restarted only where it did not), and a
+/// `hosts.toml` per name sends pulls to the registry on the kind network.
+pub(super) async fn use_registries(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    nodes: &[String],
+    registries: &[RegistryRef],
+    guard: &Guard,
+) -> Result<()> {
+    if registries.is_empty() {
+        return Ok(());
+    }
+    let hosts = async {
+        registry::write_containerd_hosts(cx.docker, nodes, registries)
+            .await
+            .map_err(|e| e.context(format!("cluster {cluster}")))
+    };
+    let patches = futures_util::future::join_all(nodes.iter().map(|n| {
+        run(
+            cx,
+            cluster,
+            n,
+            &[
+                "sh",
+                "-c",
+                spec::CONTAINERD_CONFIG_PATH_PATCH,
+                "sh",
+                spec::CONTAINERD_CONFIG,
+                spec::CONTAINERD_RESTART,
+            ],
+            None,
+            guard,
+        )
+    }));
+    let (written, patched) = futures_util::future::join(hosts, patches).await;
+    written?;
+    patched.into_iter().collect::<Result<Vec<String>>>()?;
+    guard.report(&format!(
+        "nodes pull through registry {}",
+        registries
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    Ok(())
+}
+
+/// The KEP-1755 ConfigMap, once the API answers (kind's recipe has no CoreDNS
+/// entry: pods pull through containerd, which resolves the registry by Docker's DNS).
+pub(super) async fn publish_registries(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    kubeconfigs: &crate::provider::Kubeconfigs,
+    registries: &[RegistryRef],
+    guard: &Guard,
+) -> Result<()> {
+    let reach = reachable_kubeconfig(cx, spec::NETWORK, kubeconfigs).await;
+    let step = format!("cluster {cluster}: publishing the registries in the cluster");
+    guard
+        .wait(&step, async {
+            let client = readiness::client(reach, std::time::Duration::from_secs(10)).await?;
+            registry::publish_in_cluster(cx.docker, &client, spec::NETWORK, registries, false).await
+        })
+        .await
+        .map_err(|e| e.context(format!("cluster {cluster}")))
 }
 
 /// Starts the nodes (each waited for up to systemd's boot line) and the load

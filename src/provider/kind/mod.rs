@@ -19,6 +19,7 @@ use crate::guard::Guard;
 use crate::kubeconfig::EntryNames;
 use crate::options::CreatePlan;
 use crate::readiness;
+use crate::registry::{self, RegistryRef};
 
 pub struct KindProvider;
 
@@ -81,6 +82,9 @@ pub(crate) async fn remove_objects(
     let nodes = node_containers(cx, cluster).await?;
     let names: Vec<String> = nodes.iter().map(summary_name).collect();
     docker::remove_containers(cx.docker, &names, guard)
+        .await
+        .map_err(|e| e.context(format!("deleting cluster {cluster}")))?;
+    registry::release_from_shared_network(cx.docker, spec::NETWORK, cluster, guard)
         .await
         .map_err(|e| e.context(format!("deleting cluster {cluster}")))?;
     Ok(!names.is_empty())
@@ -150,6 +154,32 @@ impl Provider for KindProvider {
 
     async fn delete(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
         remove_objects(cx, cluster, guard).await
+    }
+
+    /// kind's recipe on a running cluster: the registry joins the kind network
+    /// and every node gets its `hosts.toml`; containerd reads those at each pull,
+    /// so no node restarts (only containerd, where `certs.d` had to be enabled).
+    async fn registry_connect(
+        &self,
+        cx: &ProviderCtx<'_>,
+        cluster: &str,
+        reg: &RegistryRef,
+        guard: &Guard,
+    ) -> Result<()> {
+        let all = node_containers(cx, cluster).await?;
+        if all.is_empty() {
+            return Err(Error::NotFound(format!("cluster {cluster} does not exist")));
+        }
+        registry::connect(cx.docker, reg, spec::NETWORK).await?;
+        let nodes: Vec<String> = all
+            .iter()
+            .filter(|c| is_node(c))
+            .map(summary_name)
+            .collect();
+        let regs = std::slice::from_ref(reg);
+        create::use_registries(cx, cluster, &nodes, regs, guard).await?;
+        let kcs = self.kubeconfig(cx, cluster).await?;
+        create::publish_registries(cx, cluster, &kcs, regs, guard).await
     }
 
     async fn exists(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<bool> {

@@ -110,6 +110,33 @@ pub fn lb_bootstrap(cluster: &str) -> String {
     )
 }
 
+/// kind's local-registry recipe patches containerd to read registry hosts from
+/// `certs.d` (`config_path`) and restarts containerd when it changed anything.
+/// Arguments: `$1` the config file, `$2` the restart command. Node images that
+/// already read `certs.d`, or that have no containerd config file, are left
+/// alone; containerd 2's config (version 3) keeps the setting in another table.
+pub const CONTAINERD_CONFIG_PATH_PATCH: &str = r#"f="$1"
+[ -f "$f" ] || exit 0
+grep -q 'config_path *= *"/etc/containerd/certs.d"' "$f" && exit 0
+if grep -q '^version *= *3' "$f"; then
+  t='[plugins."io.containerd.cri.v1.images".registry]'
+else
+  t='[plugins."io.containerd.grpc.v1.cri".registry]'
+fi
+l='  config_path = "/etc/containerd/certs.d"'
+if grep -q 'config_path *=' "$f"; then
+  sed -i 's|config_path *=.*|config_path = "/etc/containerd/certs.d"|' "$f"
+elif grep -qxF "$t" "$f"; then
+  awk -v t="$t" -v l="$l" '{ print } $0 == t { print l }' "$f" > "$f.tmp" && mv "$f.tmp" "$f"
+else
+  printf '\n%s\n%s\n' "$t" "$l" >> "$f"
+fi
+! pgrep --exact containerd || $2"#;
+
+/// Where containerd's configuration lives in a kind node, and how kind restarts it.
+pub const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
+pub const CONTAINERD_RESTART: &str = "systemctl restart containerd";
+
 /// Envoy's listener: TCP :6443 proxied to the control planes' cluster.
 pub fn lb_lds() -> String {
     "resources:
@@ -220,6 +247,19 @@ impl ClusterSpec<'_> {
             .collect();
         l.insert(CLUSTER_LABEL.into(), self.cluster.into());
         l.insert(ROLE_LABEL.into(), role_name(node.role).into());
+        // the kind network is shared: which registries this cluster uses is
+        // recorded on its nodes, so deleting another cluster keeps them
+        let registries: Vec<&str> = self
+            .plan
+            .registry
+            .create
+            .iter()
+            .map(|c| c.name.as_str())
+            .chain(self.plan.registry.use_existing.iter().map(String::as_str))
+            .collect();
+        if !registries.is_empty() {
+            l.insert(crate::registry::USED_BY_LABEL.into(), registries.join(","));
+        }
         l
     }
 
@@ -592,6 +632,41 @@ mod tests {
             "kind: JoinConfiguration\ncontrolPlane:\n  localAPIEndpoint:\n    advertiseAddress: \"172.18.0.3\"\n    bindPort: 6443\nnodeRegistration:"
         ));
         assert!(secondary.contains("apiServerEndpoint: \"kecs-a-external-load-balancer:6443\""));
+    }
+
+    /// The containerd patch, run with the local `sh` on copies of the config
+    /// shapes it meets (restart replaced by `true`).
+    #[test]
+    fn containerd_patch_sets_config_path_once() {
+        let dir = std::env::temp_dir().join(format!("kecs-ctrd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let patch = |before: &str| -> String {
+            let f = dir.join("config.toml");
+            std::fs::write(&f, before).unwrap();
+            let status = std::process::Command::new("sh")
+                .args(["-c", CONTAINERD_CONFIG_PATH_PATCH, "sh"])
+                .arg(&f)
+                .arg("true")
+                .status()
+                .unwrap();
+            assert!(status.success());
+            std::fs::read_to_string(&f).unwrap()
+        };
+        let v2 = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"k8s.gcr.io\"]\n  endpoint = [\"https://registry.k8s.io\"]\n";
+        let once = patch(v2);
+        assert!(once.ends_with("[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/etc/containerd/certs.d\"\n"), "{once}");
+        assert_eq!(patch(&once), once, "a second run changes nothing");
+        let table = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  x = 1\n";
+        assert_eq!(
+            patch(table),
+            "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/etc/containerd/certs.d\"\n  x = 1\n"
+        );
+        let empty =
+            "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"\"\n";
+        assert!(patch(empty).contains("  config_path = \"/etc/containerd/certs.d\"\n"));
+        let v3 = "version = 3\n";
+        assert!(patch(v3).contains("[plugins.\"io.containerd.cri.v1.images\".registry]"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
