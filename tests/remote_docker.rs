@@ -241,12 +241,13 @@ async fn full_lifecycle_through_tls() {
 
 /// The Docker CLI's context layout: config.json naming the current context,
 /// its meta.json, and its TLS files, under directories named by the SHA-256 of
-/// the context's name.
+/// the context's name. Without `ca_pem` the context skips TLS verification
+/// (`docker context create --docker skip-tls-verify=true`).
 fn write_context(
     config_dir: &Path,
     name: &str,
     host: &str,
-    ca_pem: &str,
+    ca_pem: Option<&str>,
     client: &(String, String),
 ) {
     let id = sha256_hex(name);
@@ -255,15 +256,20 @@ fn write_context(
     std::fs::write(
         meta.join("meta.json"),
         format!(
-            r#"{{"Name":"{name}","Metadata":{{"Description":"kecs test"}},"Endpoints":{{"docker":{{"Host":"{host}","SkipTLSVerify":false}}}}}}"#
+            r#"{{"Name":"{name}","Metadata":{{"Description":"kecs test"}},"Endpoints":{{"docker":{{"Host":"{host}","SkipTLSVerify":{}}}}}}}"#,
+            ca_pem.is_none()
         ),
     )
     .unwrap();
-    write_cert_dir(
-        &config_dir.join("contexts/tls").join(&id).join("docker"),
-        ca_pem,
-        client,
-    );
+    let tls = config_dir.join("contexts/tls").join(&id).join("docker");
+    match ca_pem {
+        Some(ca) => write_cert_dir(&tls, ca, client),
+        None => {
+            std::fs::create_dir_all(&tls).unwrap();
+            std::fs::write(tls.join("cert.pem"), &client.0).unwrap();
+            std::fs::write(tls.join("key.pem"), &client.1).unwrap();
+        }
+    }
     std::fs::write(
         config_dir.join("config.json"),
         format!(r#"{{"auths":{{}},"currentContext":"{name}"}}"#),
@@ -285,33 +291,40 @@ fn sha256_hex(s: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn docker_context_reaches_the_engine_over_tls() {
+async fn docker_contexts_reach_the_engine_over_tls() {
     let _gate = shared();
     let (ca, proxy) = tls_engine();
     let dir = TempDir::new("ctx");
-    let docker_config = dir.path().join("docker-config");
-    write_context(
-        &docker_config,
-        "kecs-remote",
-        &proxy.host(),
-        &ca.cert_pem,
-        &ca.leaf(false),
-    );
-    let cfg = ClusterManagerConfig {
-        docker_config: Some(docker_config.display().to_string()),
-        // explicit, so a DOCKER_HOST in the test's environment does not win
-        docker_context: Some("kecs-remote".into()),
-        ..config(&dir.path().join("kube"), "k3d")
-    };
-    let manager = ClusterManager::new(&cfg).unwrap();
-    assert_eq!(
-        manager.config().docker.context.as_deref(),
-        Some("kecs-remote")
-    );
-    let name = unique_name("ctx");
-    assert!(!manager.exists(&name, &never()).await.unwrap());
-    manager.list(&never()).await.unwrap();
-    assert!(proxy.forwarded.load(Ordering::SeqCst) > 0);
+    // a verified context, and one with SkipTLSVerify and no ca.pem
+    for (context, ca_pem) in [
+        ("kecs-remote", Some(ca.cert_pem.as_str())),
+        ("kecs-skip-verify", None),
+    ] {
+        let docker_config = dir.path().join(context);
+        write_context(
+            &docker_config,
+            context,
+            &proxy.host(),
+            ca_pem,
+            &ca.leaf(false),
+        );
+        let cfg = ClusterManagerConfig {
+            docker_config: Some(docker_config.display().to_string()),
+            // explicit, so a DOCKER_HOST in the test's environment does not win
+            docker_context: Some(context.into()),
+            ..config(&dir.path().join("kube"), "k3d")
+        };
+        let manager = ClusterManager::new(&cfg).unwrap();
+        assert_eq!(manager.config().docker.context.as_deref(), Some(context));
+        let before = proxy.forwarded.load(Ordering::SeqCst);
+        let name = unique_name("ctx");
+        assert!(!manager.exists(&name, &never()).await.unwrap(), "{context}");
+        manager.list(&never()).await.unwrap();
+        assert!(
+            proxy.forwarded.load(Ordering::SeqCst) > before,
+            "{context}: nothing went through the TLS proxy"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
