@@ -148,6 +148,8 @@ fn non_empty(v: Option<String>) -> Option<String> {
 }
 
 impl ClusterManagerConfig {
+    /// Parses the camelCase JSON the C ABI and Go send; unknown fields are an
+    /// `InvalidArgument` error.
     pub fn from_json(json: &str) -> Result<Self> {
         serde_json::from_str(json).map_err(|e| Error::InvalidArgument(format!("config JSON: {e}")))
     }
@@ -171,8 +173,6 @@ impl ClusterManagerConfig {
             None => match env("HOME") {
                 Some(home) => PathBuf::from(home).join(".kube"),
                 None => {
-    /// Parses the camelCase JSON the C ABI and Go send; unknown fields are an
-    /// `InvalidArgument` error.
                     return Err(Error::InvalidArgument(
                         "kubeconfigPath is not set and HOME is unset: set kubeconfigPath or KECS_KUBECONFIG_PATH".into(),
                     ))
