@@ -21,9 +21,10 @@ pub const CONTAINER_MODE_KUBECONFIG_DIR: &str = "/kecs/kubeconfig";
 /// What callers configure; every field is optional (camelCase JSON, the shape
 /// the C ABI and Go take). An unset field comes from the environment
 /// (`KECS_CLUSTER_PROVIDER`, `KECS_CONTAINER_MODE`, `KECS_KUBECONFIG_PATH`,
-/// `KECS_K3S_IMAGE` / `KECS_KIND_IMAGE`, `KECS_LB_IMAGE`, `KECS_REGISTRY_IMAGE`,
-/// `KECS_PRIVILEGED`, `DOCKER_HOST`), else from the defaults; a set field always
-/// wins over the environment.
+/// `KECS_K3S_IMAGE` / `KECS_KIND_IMAGE`, `KECS_LB_IMAGE` / `KECS_KIND_LB_IMAGE`,
+/// `KECS_REGISTRY_IMAGE`, `KECS_PRIVILEGED`; the engine from `DOCKER_HOST`,
+/// `DOCKER_TLS_VERIFY`, `DOCKER_CERT_PATH`, `DOCKER_CONFIG`, `DOCKER_CONTEXT`),
+/// else from the defaults; a set field always wins over the environment.
 ///
 /// ```
 /// use kecs_cluster::{ClusterManagerConfig, ProviderKind};
