@@ -296,6 +296,10 @@ fn ready(n: &Node) -> bool {
 
 const OUT: &str = "K3S_KUBECONFIG_OUTPUT=/output/kubeconfig.yaml";
 
+/// How long an agent that came before its server may take to register: k3s's
+/// agent asks for its configuration again 5-10 s after a failed attempt.
+const AGENT_RETRY_LIMIT: Duration = Duration::from_secs(15);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_is_ready_fast_and_serves_the_api() {
     let name = format!("kecs-simtest-{}", unique_name("s"));
@@ -460,6 +464,10 @@ async fn agent_joins_by_name_and_wrong_token_never_does() {
     let server = format!("kecs-simtest-{tag}-server");
     let url = format!("K3S_URL=https://{server}:6443");
     let (sim, _) = start_sim(&server, &["server"], &[OUT, "K3S_TOKEN=right"], Some(&net)).await;
+    // agents that come before their server retry only 5-10 s later, as k3s's do
+    sim.wait_line("k3s is up and running", Duration::from_secs(5))
+        .await
+        .unwrap();
     let (agent, _) = start_sim(
         &format!("{server}-agent"),
         &["agent"],
@@ -474,9 +482,6 @@ async fn agent_joins_by_name_and_wrong_token_never_does() {
         Some(&net),
     )
     .await;
-    sim.wait_line("k3s is up and running", Duration::from_secs(5))
-        .await
-        .unwrap();
     let line = agent
         .wait_line("Successfully registered node", Duration::from_secs(10))
         .await
@@ -799,6 +804,10 @@ async fn agent_rejoins_after_restart() {
         Some(&net),
     )
     .await;
+    server
+        .wait_line("k3s is up and running", Duration::from_secs(5))
+        .await
+        .unwrap();
     let (agent, _) = start_sim(
         &format!("{server_name}-agent"),
         &["agent"],
@@ -845,11 +854,13 @@ async fn agent_rejoins_after_restart() {
         )
         .await
         .unwrap();
+    // started with its server (k3d's order) the agent may find it not ready
+    // yet and retry at k3s's agent period, 5-10 s later
     agent
         .wait_line_after(
             "Successfully registered node",
             &agent_started,
-            Duration::from_secs(10),
+            AGENT_RETRY_LIMIT,
         )
         .await
         .unwrap();
@@ -922,6 +933,10 @@ async fn node_ports_listen_on_every_node() {
     let server_name = format!("kecs-simtest-{tag}-server");
     let url = format!("K3S_URL=https://{server_name}:6443");
     let (server, _) = start_sim(&server_name, &["server"], &[OUT, "K3S_TOKEN=t"], Some(&net)).await;
+    server
+        .wait_line("k3s is up and running", Duration::from_secs(5))
+        .await
+        .unwrap();
     let (agent, _) = start_sim(
         &format!("{server_name}-agent"),
         &["agent"],

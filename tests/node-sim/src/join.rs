@@ -211,14 +211,58 @@ async fn register_for_state(
     Ok((ca, v["state"].clone()))
 }
 
+/// How a node that cannot register yet waits before it tries again.
+#[derive(Clone, Copy)]
+pub enum Retry {
+    /// As a k3s agent waits for its configuration: `Get` in k3s's
+    /// pkg/agent/config/config.go retries on a 5 s period with a jitter factor
+    /// of 1.0 (k8s.io/apimachinery's jittered wait), i.e. a random 5–10 s
+    /// between attempts, the first attempt at once; a token the server rejects
+    /// is retried the same way. (The agent's client-side load balancer tries
+    /// every server it knows on each attempt, without waiting between them.)
+    AgentConfig,
+    /// A short back-off (20 ms doubling to 50 ms): a joining server comes up
+    /// as soon as the member it joins answers.
+    Quick,
+}
+
+/// The period `Retry::AgentConfig` waits at least, and jitters up to twice.
+const AGENT_CONFIG_PERIOD: Duration = Duration::from_secs(5);
+
+impl Retry {
+    /// The wait after the `attempt`-th round (0-based) of failed registrations.
+    fn delay(self, attempt: u32) -> Duration {
+        match self {
+            Retry::AgentConfig => AGENT_CONFIG_PERIOD.mul_f64(1.0 + unit_random()),
+            Retry::Quick => {
+                Duration::from_millis(20 << attempt.min(2)).min(Duration::from_millis(50))
+            }
+        }
+    }
+}
+
+/// A uniformly random number in [0, 1].
+fn unit_random() -> f64 {
+    let mut b = [0u8; 4];
+    if getrandom::fill(&mut b).is_err() {
+        return 0.5;
+    }
+    f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX)
+}
+
 /// A node joining (or rejoining) a cluster: registers with the first
 /// of `urls` that answers, trying them in turn (the `--server` URL, then the
 /// servers a previous run knew, as a k3s node rejoins through any of them);
-/// returns the cluster CA and state. A rejected token is logged and retried
-/// slowly, as a k3s agent does, so such a node never registers.
-pub async fn register_with_any(urls: &[String], token: &str, node: &NodeRecord) -> (CaPem, Value) {
-    let mut delay = Duration::from_millis(20);
-    loop {
+/// returns the cluster CA and state. A rejected token is logged and retried,
+/// as a k3s agent does, so such a node never registers. Between rounds the
+/// node waits as `retry` says.
+pub async fn register_with_any(
+    urls: &[String],
+    token: &str,
+    node: &NodeRecord,
+    retry: Retry,
+) -> (CaPem, Value) {
+    for attempt in 0.. {
         for url in urls {
             match register_for_state(url, token, node).await {
                 Ok(joined) => return joined,
@@ -226,14 +270,13 @@ pub async fn register_with_any(urls: &[String], token: &str, node: &NodeRecord) 
                     "Waiting to retrieve agent configuration; server is not ready: {e}"
                 )),
                 Err(JoinError::Rejected(e)) => {
-                    logfmt::error(&format!("Failed to register node {}: {e}", node.name));
-                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    logfmt::error(&format!("Failed to register node {}: {e}", node.name))
                 }
             }
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(50));
+        tokio::time::sleep(retry.delay(attempt)).await;
     }
+    unreachable!("the registration loop only ends by returning")
 }
 
 /// Registers with the first of `urls` that answers, retrying while none does:
@@ -244,8 +287,7 @@ pub async fn register_retrying(
     token: &str,
     node: &NodeRecord,
 ) -> Result<(CaPem, Value), String> {
-    let mut delay = Duration::from_millis(20);
-    loop {
+    for attempt in 0.. {
         for url in urls {
             match register_for_state(url, token, node).await {
                 Ok(joined) => return Ok(joined),
@@ -255,7 +297,26 @@ pub async fn register_retrying(
                 Err(JoinError::Rejected(e)) => return Err(e),
             }
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(50));
+        tokio::time::sleep(Retry::Quick.delay(attempt)).await;
+    }
+    unreachable!("the registration loop only ends by returning")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Retry;
+    use std::time::Duration;
+
+    #[test]
+    fn agents_retry_at_k3s_jittered_period() {
+        for attempt in 0..50 {
+            let d = Retry::AgentConfig.delay(attempt);
+            assert!(
+                d >= Duration::from_secs(5) && d <= Duration::from_secs(10),
+                "{d:?}"
+            );
+        }
+        let quick: Vec<Duration> = (0..4).map(|a| Retry::Quick.delay(a)).collect();
+        assert_eq!(quick, [20, 40, 50, 50].map(Duration::from_millis).to_vec());
     }
 }

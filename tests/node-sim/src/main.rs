@@ -279,7 +279,7 @@ async fn run(args: args::Args) -> i32 {
                     .into_iter()
                     .filter(|u| *u != url),
             );
-            join::register_with_any(&urls, &token, &me).await;
+            join::register_with_any(&urls, &token, &me, join::Retry::AgentConfig).await;
             logfmt::info(&format!("Successfully registered node {name}"));
             tokio::spawn(nodeports::follow_server(
                 url,
@@ -347,7 +347,7 @@ async fn run_server(
     let joined = match &server_url {
         Some(url) => {
             let urls = replica::rejoin_urls(url, &db, &me.name);
-            Some(join::register_with_any(&urls, &token, &me).await)
+            Some(join::register_with_any(&urls, &token, &me, join::Retry::Quick).await)
         }
         None => None,
     };
