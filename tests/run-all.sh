@@ -48,6 +48,14 @@ for fn in $(grep -v '^ \*' include/kecs_cluster.h | grep -o 'kecs_[a-z_]*(' | tr
   grep -qw "$fn" <<<"$preamble" || { echo "include/kecs_cluster.h: $fn is missing from the preamble's function groups (cbindgen.toml)" >&2; exit 1; }
 done
 
+step "the library without the CLI (feature cli off): no clap in its tree, and it compiles"
+# (after the header check: this build writes its own copy of the header)
+if cargo tree -e normal --no-default-features -p kecs-cluster | grep -E '\bclap'; then
+  echo "clap is in the library's dependency tree without the cli feature" >&2
+  exit 1
+fi
+cargo check --release --no-default-features --lib
+
 step "clippy"
 cargo clippy --release --workspace --all-targets -- -D warnings
 

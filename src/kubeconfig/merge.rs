@@ -8,8 +8,10 @@
 //! `kubectl config …` neither loses our change nor makes us lose its change, and
 //! a reader never sees half a file.
 //!
-//! Our entries carry an extension `kecs-cluster` (`{provider, cluster}`; the
-//! context's also records the `current-context` it replaced). That marker is how
+//! Our entries carry an extension named `kecs-cluster` (in the `extensions`
+//! list of their `cluster:`, `user:` and `context:` bodies, where kubeconfig
+//! keeps extensions) holding `{provider, cluster}`; the context's also records
+//! the `current-context` it replaced. That marker is how
 //! a file "we merged into" is recognised: un-merging removes exactly the
 //! entries carrying our marker for that cluster and provider, nothing else.
 //! kubectl keeps extensions when it rewrites a file (minikube marks its entries
@@ -142,8 +144,18 @@ fn write(path: &Path, doc: &Value) -> Result<()> {
     super::write_atomic(&real, &text)
 }
 
+/// The body of a named entry (`cluster:`, `user:` or `context:`): where
+/// kubeconfig keeps an entry's extensions.
+fn body_key(entry: &Value) -> &'static str {
+    ["cluster", "user", "context"]
+        .into_iter()
+        .find(|k| entry.get(k).is_some_and(Value::is_object))
+        .unwrap_or("cluster")
+}
+
 fn marker(entry: &Value) -> Option<&Map<String, Value>> {
     entry
+        .get(body_key(entry))?
         .get("extensions")?
         .as_array()?
         .iter()
@@ -163,12 +175,14 @@ fn with_marker(entry: &Value, owner: &Owner<'_>, extra: Map<String, Value>) -> V
     ext.as_object_mut()
         .expect("an object literal")
         .extend(extra);
-    let mut list: Vec<Value> = entry["extensions"]
+    let key = body_key(&entry);
+    let body = &mut entry[key];
+    let mut list: Vec<Value> = body["extensions"]
         .as_array()
         .map(|l| l.iter().filter(|e| e["name"] != MARKER).cloned().collect())
         .unwrap_or_default();
     list.push(json!({"name": MARKER, "extension": ext}));
-    entry["extensions"] = Value::Array(list);
+    body["extensions"] = Value::Array(list);
     entry
 }
 
