@@ -12,5 +12,6 @@ export GOTOOLCHAIN=local
 cargo build --release -p kecs-cluster -p kecs-bench --quiet
 tests/node-sim/build-image.sh >/dev/null
 tests/lb-sim/build-image.sh >/dev/null
+tests/registry/build-image.sh >/dev/null
 (cd bindings/go && go build -o "$root/target/release/kecs-bench-go" ./cmd/kecs-bench-go)
 exec "$root/target/release/kecs-bench" --go-driver "$root/target/release/kecs-bench-go" "$@"

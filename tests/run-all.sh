@@ -62,7 +62,7 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 step "benchmark charts render from a fixed input (the drawing code cannot rot)"
 charts="$(mktemp -d)"
 target/release/kecs-bench --render-only bench/render-fixture.json --charts "$charts"
-for f in scale lb-create port-add stop-start; do
+for f in scale lb-create port-add stop-start registry; do
   grep -q "<svg" "$charts/$f.svg" || { echo "chart $f.svg not drawn" >&2; exit 1; }
 done
 rm -rf "$charts"

@@ -44,7 +44,7 @@ pub fn render(doc: &Value, dir: &Path) -> Res<Vec<PathBuf>> {
         scale(&samples["scale"], &path)?;
         written.push(path);
     }
-    let distributions: [Distribution; 3] = [
+    let distributions: [Distribution; 4] = [
         (
             "cycle",
             "lb-create.svg",
@@ -75,6 +75,19 @@ pub fn render(doc: &Value, dir: &Path) -> Res<Vec<PathBuf>> {
                 ("floor, parallel stops, LB pipelined", "floor_parallel_ms"),
                 ("floor, one after another", "floor_sequential_ms"),
                 ("delete + create (KECS today)", "delete_create_ms"),
+            ],
+        ),
+        (
+            "registry",
+            "registry.svg",
+            "create→ready with a registry vs without, 1 server + LB",
+            &[
+                ("library, registry made by the create", "with_registry_ms"),
+                ("library, no registry", "without_ms"),
+                (
+                    "create, then registry connect (restart; KECS today, minus its 5 s sleep)",
+                    "connect_after_ms",
+                ),
             ],
         ),
     ];
@@ -266,7 +279,8 @@ mod tests {
                 "scale.svg",
                 "lb-create.svg",
                 "port-add.svg",
-                "stop-start.svg"
+                "stop-start.svg",
+                "registry.svg"
             ]
         );
         for svg in svgs {

@@ -13,7 +13,10 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use floor::Order;
-use kecs_cluster::{CancellationToken, ClusterManager, ClusterManagerConfig, CreateOptions};
+use kecs_cluster::{
+    CancellationToken, ClusterManager, ClusterManagerConfig, CreateOptions, RegistryCreate,
+    RegistryOptions,
+};
 use stats::{markdown, stat, Against, Row, Stat};
 
 #[derive(Parser)]
@@ -59,10 +62,14 @@ struct Args {
     /// The load balancer's image (the library reads $KECS_LB_IMAGE too).
     #[arg(long, default_value = "kecs-sim/k3d-proxy:test")]
     lb_image: String,
-    /// Sections to run (comma-separated): cycle,readiness,scale,concurrency,ports,stopstart,ffi,memory.
+    /// The registry's image (the real distribution registry, built by
+    /// tests/registry/build-image.sh).
+    #[arg(long, default_value = "kecs-sim/registry:test")]
+    registry_image: String,
+    /// Sections to run (comma-separated): cycle,readiness,scale,concurrency,ports,stopstart,registry,ffi,memory.
     #[arg(
         long,
-        default_value = "cycle,readiness,scale,concurrency,ports,stopstart,ffi,memory"
+        default_value = "cycle,readiness,scale,concurrency,ports,stopstart,registry,ffi,memory"
     )]
     sections: String,
 }
@@ -92,6 +99,7 @@ impl Ctx {
             image: Some(self.args.image.clone()),
             privileged: Some(false),
             lb_image: Some(self.args.lb_image.clone()),
+            registry_image: Some(self.args.registry_image.clone()),
             kubeconfig_path: Some(self.dir.display().to_string()),
             ..Default::default()
         };
@@ -1016,6 +1024,89 @@ async fn stop_start(cx: &Ctx, rows: &mut Vec<Row>, raw: &mut Value) {
     timelines(cx, raw).await;
 }
 
+/// A free TCP port on 127.0.0.1 (for a registry's host port).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// create→ready with a registry made by the create vs without one, interleaved;
+/// and KECS's sequence today (a cluster, then the registry wired into its
+/// running nodes, which restarts them; KECS also sleeps 5 s on top).
+async fn registry(cx: &Ctx, rows: &mut Vec<Row>, raw: &mut Value) {
+    let never = CancellationToken::new();
+    let m = cx.manager();
+    let mut s = Samples::new();
+    let pairs: &[(&str, &[&str])] = &[("with_registry_ms", &["without_ms"])];
+    adaptive(cx.args.runs, cx.args.max_runs, &mut s, pairs, || async {
+        let plain = CreateOptions::default();
+        let (without, _) = rust_cycle(cx, &m, &plain).await;
+        let reg = cx.name("reg");
+        let with = CreateOptions {
+            registry: Some(RegistryOptions {
+                create: Some(RegistryCreate {
+                    name: reg,
+                    host_port: free_port(),
+                    ..Default::default()
+                }),
+                use_existing: vec![],
+            }),
+            ..Default::default()
+        };
+        // the registry a create made goes with the cluster's delete
+        let (with_registry, _) = rust_cycle(cx, &m, &with).await;
+        let name = cx.name("rk");
+        let reg = cx.name("regk");
+        let t = Instant::now();
+        m.create(&name, &plain, &never).await.expect("create");
+        m.registry_create(
+            &RegistryCreate {
+                name: reg.clone(),
+                host_port: free_port(),
+                ..Default::default()
+            },
+            &never,
+        )
+        .await
+        .expect("registry create");
+        m.registry_connect(&reg, &name, Duration::from_secs(120), &never)
+            .await
+            .expect("registry connect");
+        let connect_after = ms(t.elapsed());
+        m.delete(&name, &never).await.expect("delete");
+        m.registry_delete(&reg, &never)
+            .await
+            .expect("registry delete");
+        vec![
+            ("without_ms", without),
+            ("with_registry_ms", with_registry),
+            ("connect_after_ms", connect_after),
+        ]
+    })
+    .await;
+    rows.push(Row::ratio(
+        "8. create→ready with a registry (made by the create) vs without",
+        "ms",
+        &s["with_registry_ms"],
+        "the same create without a registry",
+        &s["without_ms"],
+        Against::Peer,
+        1.10,
+    ));
+    rows.push(Row::ratio(
+        "8. create→ready with a registry vs KECS's sequence (create, then wire the registry into the running nodes: a node restart; KECS sleeps 5 s more, not counted)",
+        "ms",
+        &s["with_registry_ms"],
+        "create + registry create + connect (restart)",
+        &s["connect_after_ms"],
+        Against::Peer,
+        1.0,
+    ));
+    raw["registry"] = json!(s);
+}
+
 async fn ffi_cost(cx: &Ctx, rows: &mut Vec<Row>, raw: &mut Value) {
     let Some(_) = cx.args.go_driver else { return };
     let m = cx.manager();
@@ -1387,6 +1478,10 @@ async fn main() {
     if want("stopstart") {
         eprintln!("kecs-bench: stop→start");
         stop_start(&cx, &mut rows, &mut raw).await;
+    }
+    if want("registry") {
+        eprintln!("kecs-bench: registry");
+        registry(&cx, &mut rows, &mut raw).await;
     }
     if want("ffi") {
         eprintln!("kecs-bench: FFI cost");

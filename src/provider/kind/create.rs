@@ -482,9 +482,12 @@ async fn write_kubeadm_configs(
     let cp = &control_planes[0];
     let version = run(cx, cluster, cp, &["cat", "/kind/version"], None, guard).await?;
     let version = version.trim().to_string();
-    let api_host_ip = cx.config.api_host_ip.to_string();
+    // the API's certificate covers where clients reach it: the published
+    // address and, for a remote engine, its host (hostAddress)
+    let mut api_sans = vec![cx.config.api_host_ip.to_string()];
+    api_sans.extend(cx.config.host_address.clone());
     let writes = names.iter().map(|n| {
-        let (version, api_host_ip) = (&version, &api_host_ip);
+        let (version, api_sans) = (&version, &api_sans);
         let secondary = n != cp && control_planes.contains(n);
         async move {
             let info = docker::inspect(cx.docker, n).await?;
@@ -493,7 +496,7 @@ async fn write_kubeadm_configs(
                     "cluster {cluster}: node {n} has no address on the kind network"
                 ))
             })?;
-            let conf = spec::kubeadm_config(cluster, n, &ip, version, api_host_ip, lb, secondary);
+            let conf = spec::kubeadm_config(cluster, n, &ip, version, api_sans, lb, secondary);
             write_file(cx, cluster, n, spec::KUBEADM_CONF, &conf, guard).await
         }
     });

@@ -395,11 +395,13 @@ pub fn kubeadm_config(
     node: &str,
     node_ip: &str,
     version: &str,
-    api_host_ip: &str,
+    api_sans: &[String],
     lb: bool,
     secondary_control_plane: bool,
 ) -> String {
     let endpoint = control_plane_endpoint(cluster, lb);
+    let extra_sans: String = api_sans.iter().map(|s| format!("  - \"{s}\"\n")).collect();
+    let extra_sans = extra_sans.trim_end_matches('\n');
     // a control plane that joins serves the API too: kubeadm's join then runs
     // the control-plane phases on it
     let join_control_plane = if secondary_control_plane {
@@ -421,7 +423,7 @@ networking:
 apiServer:
   certSANs:
   - "localhost"
-  - "{api_host_ip}"
+{extra_sans}
 controllerManager:
   extraArgs:
     enable-hostpath-provisioner: "true"
@@ -623,7 +625,7 @@ mod tests {
             "kecs-a-control-plane2",
             "172.18.0.3",
             "v1.31.4",
-            "127.0.0.1",
+            &["127.0.0.1".to_string(), "docker.example".to_string()],
             true,
             true,
         );
@@ -632,6 +634,9 @@ mod tests {
             "kind: JoinConfiguration\ncontrolPlane:\n  localAPIEndpoint:\n    advertiseAddress: \"172.18.0.3\"\n    bindPort: 6443\nnodeRegistration:"
         ));
         assert!(secondary.contains("apiServerEndpoint: \"kecs-a-external-load-balancer:6443\""));
+        assert!(
+            secondary.contains("  - \"localhost\"\n  - \"127.0.0.1\"\n  - \"docker.example\"\n")
+        );
     }
 
     /// The containerd patch, run with the local `sh` on copies of the config
@@ -676,7 +681,7 @@ mod tests {
             "kecs-a-control-plane",
             "172.18.0.2",
             "v1.31.4",
-            "127.0.0.1",
+            &["127.0.0.1".to_string()],
             false,
             false,
         );
