@@ -449,9 +449,9 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<ExitCode, kecs_clust
                         "merged into {}{}",
                         path.display(),
                         if kubeconfig_switch_context {
-                            format!("; kubectl's current context is now {}", info.name)
+                            " (now kubectl's current context)"
                         } else {
-                            String::new()
+                            ""
                         }
                     ),
                     Ok(_) => {}
