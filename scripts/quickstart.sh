@@ -31,7 +31,7 @@ case "${1:-}" in
   *) echo "quickstart.sh: unknown argument $1 (usage: scripts/quickstart.sh [--simulator])" >&2; exit 2 ;;
 esac
 
-say() { printf '\n==> %s\n' "$*"; }
+say() { printf '\n==> [%3ds] %s\n' "$SECONDS" "$*"; }
 banner() {
   printf '\n%s\n' "##############################################################################"
   for line in "$@"; do printf '#  %-72s  #\n' "$line"; done
@@ -92,8 +92,9 @@ if [ "$simulator_only" = 0 ] && image_available "$k3s_image" && image_available 
 else
   simulated=1
   node_image=kecs-sim/k3s:test proxy_image=kecs-sim/k3d-proxy:test privileged=false
-  banner "NOT K3S. The upstream images are not available here:" \
-         "  $k3s_image" "  $lb_image" \
+  if [ "$simulator_only" = 1 ]; then why="--simulator: the upstream images were not tried:"
+  else why="NOT K3S. The upstream images are not available here:"; fi
+  banner "$why" "  $k3s_image" "  $lb_image" \
          "so this run uses the project's SIMULATOR images instead:" \
          "  $node_image        (node simulator, tests/node-sim)" \
          "  $proxy_image  (load-balancer stand-in, tests/lb-sim)" \
