@@ -1,7 +1,9 @@
 //! `create` for the k3d provider: network → image volume → node containers (all
-//! created concurrently) → server-0 and agents started together → remaining
-//! servers one after another (etcd joins one member at a time) → readiness →
-//! kubeconfig. Any failure, timeout or cancellation removes what was made.
+//! created concurrently) → server-0 started → agents started once its API
+//! server runs, remaining servers one after another once it is ready (etcd
+//! joins one member at a time), the load balancer once the nodes it names run
+//! → readiness → kubeconfig. Any failure, timeout or cancellation removes what
+//! was made.
 
 use bollard::models::{
     NetworkCreateRequest, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
@@ -10,7 +12,9 @@ use bollard::query_parameters::InspectNetworkOptions;
 use std::collections::HashMap;
 
 use super::spec::{self, ClusterSpec, SERVER0};
-use super::{read_kubeconfigs, remove_objects, AGENT_READY, LB_READY, SERVER_READY};
+use super::{
+    read_kubeconfigs, remove_objects, AGENT_READY, INIT_RESTART_READY, LB_READY, SERVER_READY,
+};
 use crate::docker;
 use crate::error::{is_docker_not_found, Error, Result};
 use crate::guard::Guard;
@@ -263,8 +267,8 @@ async fn build(
         .map(|n| name(*n))
         .collect();
 
-    // Agents retry until server-0 answers, so they start together with it; the
-    // load balancer's configuration is written meanwhile (before its first start).
+    // The load balancer's configuration is written while the nodes start
+    // (before its own first start).
     let lb_config = async {
         match &lb {
             Some(lb) => {
@@ -277,18 +281,6 @@ async fn build(
             None => Ok(()),
         }
     };
-    let starts = async {
-        let s0 = steps::start_node(cx, cluster, &server0, plan.api_port, guard);
-        let agents = futures_util::future::join_all(
-            agents
-                .iter()
-                .map(|a| steps::start_node(cx, cluster, a, plan.api_port, guard)),
-        );
-        // join, not try_join: every start finishes, so rollback knows what runs
-        let (s0, agents) = futures_util::future::join(s0, agents).await;
-        s0?;
-        agents.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
-    };
     // k3s reads registries.yaml at its first start: write it before
     let mirrors = async {
         if registries.is_empty() {
@@ -299,52 +291,89 @@ async fn build(
             .await
             .map_err(|e| e.context(format!("cluster {cluster}")))
     };
-    let mirrored_then_started = async {
+    let server0_started = async {
         mirrors.await?;
-        starts.await
+        steps::start_node(cx, cluster, &server0, plan.api_port, guard).await
     };
-    let (configured, started) = futures_util::future::join(lb_config, mirrored_then_started).await;
+    let (configured, started) = futures_util::future::join(lb_config, server0_started).await;
     configured?;
     started?;
 
-    let servers = async {
-        wait_node(cx, cluster, &server0, SERVER_READY, guard).await?;
-        for s in &joining_servers {
-            steps::start_node(cx, cluster, s, plan.api_port, guard).await?;
-            wait_node(cx, cluster, s, SERVER_READY, guard).await?;
-        }
-        Ok::<_, Error>(())
-    };
-    // nginx resolves its upstreams when it starts: the load balancer starts once
-    // every server it names runs
-    let lb_up = async {
-        match &lb {
-            Some(lb) => {
-                steps::start_node(cx, cluster, lb, plan.api_port, guard).await?;
-                wait_node(cx, cluster, lb, LB_READY, guard).await
+    // Pipelined from here. An agent started before server-0's supervisor
+    // listens misses its first join and waits out k3s's retry interval, so the
+    // agents start as soon as server-0 logs that it runs its API server (its
+    // join endpoint answers from then on). The load balancer starts once every
+    // node its configuration names runs (nginx resolves its upstreams at start):
+    // the servers, and the agents only when ports on it go to them.
+    let lb_names_agents = spec
+        .lb_targets()
+        .values()
+        .any(|targets| targets.iter().any(|t| agents.contains(t)));
+    let (agents_started_tx, agents_started_rx) = tokio::sync::oneshot::channel::<bool>();
+    let (servers_started_tx, servers_started_rx) = tokio::sync::oneshot::channel::<bool>();
+    let agents_up = async {
+        let started = async {
+            if agents.is_empty() {
+                return Ok(());
             }
-            None => Ok(()),
+            wait_node(cx, cluster, &server0, INIT_RESTART_READY, guard).await?;
+            // join_all: every start finishes, so rollback knows what runs
+            let starts = futures_util::future::join_all(
+                agents
+                    .iter()
+                    .map(|a| steps::start_node(cx, cluster, a, plan.api_port, guard)),
+            )
+            .await;
+            starts.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
         }
-    };
-    let servers_and_lb = async {
-        if joining_servers.is_empty() {
-            let (servers, lb) = futures_util::future::join(servers, lb_up).await;
-            servers.and(lb)
-        } else {
-            servers.await?;
-            lb_up.await
-        }
-    };
-    let agents_ready = async {
+        .await;
+        let _ = agents_started_tx.send(started.is_ok());
+        started?;
         if plan.wait_ready {
-            let waits = agents
-                .iter()
-                .map(|a| wait_node(cx, cluster, a, AGENT_READY, guard));
-            futures_util::future::try_join_all(waits).await?;
+            let waits = futures_util::future::join_all(
+                agents
+                    .iter()
+                    .map(|a| wait_node(cx, cluster, a, AGENT_READY, guard)),
+            )
+            .await;
+            waits.into_iter().collect::<Result<Vec<()>>>()?;
         }
         Ok::<_, Error>(())
     };
-    futures_util::future::try_join(servers_and_lb, agents_ready).await?;
+    // etcd takes one member at a time: the other servers start one after another
+    let servers_up = async {
+        let joined = async {
+            wait_node(cx, cluster, &server0, SERVER_READY, guard).await?;
+            for s in &joining_servers {
+                steps::start_node(cx, cluster, s, plan.api_port, guard).await?;
+                wait_node(cx, cluster, s, SERVER_READY, guard).await?;
+            }
+            Ok::<_, Error>(())
+        }
+        .await;
+        let _ = servers_started_tx.send(joined.is_ok());
+        joined
+    };
+    let lb_up = async {
+        let Some(lb) = &lb else {
+            return Ok(());
+        };
+        // a branch that failed reports its own error; the load balancer then
+        // stays unstarted
+        if !joining_servers.is_empty() && !servers_started_rx.await.unwrap_or(false) {
+            return Ok(());
+        }
+        if lb_names_agents && !agents_started_rx.await.unwrap_or(false) {
+            return Ok(());
+        }
+        steps::start_node(cx, cluster, lb, plan.api_port, guard).await?;
+        wait_node(cx, cluster, lb, LB_READY, guard).await
+    };
+    let (agents_res, servers_res, lb_res) =
+        futures_util::future::join3(agents_up, servers_up, lb_up).await;
+    servers_res?;
+    agents_res?;
+    lb_res?;
 
     let all: Vec<String> = nodes.iter().map(|n| name(*n)).chain(lb.clone()).collect();
     let created = finish_create(
