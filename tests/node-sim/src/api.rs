@@ -30,9 +30,9 @@ pub struct Server {
     pub advertise: String,
     /// this server's own node: always Ready while it answers
     pub node_name: String,
-    /// a k3s server's replicated datastore (`cluster.rs`); None for a lone
-    /// server that keeps its state to itself (kind's control plane)
-    pub cluster: Option<Arc<Cluster>>,
+    /// the replicated datastore this server is a member of (`cluster.rs`):
+    /// k3s servers and kind control planes alike
+    pub cluster: Arc<Cluster>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -360,7 +360,8 @@ async fn handle(server: &Server, authenticated: bool, req: Request<Incoming>) ->
         );
     }
     let write = is_write(&r);
-    if let (Some(cluster), true) = (&server.cluster, write) {
+    let cluster = &server.cluster;
+    if write {
         if forwarded {
             // a server that has not caught up yet must not lead: the sender
             // tries the next member
@@ -372,10 +373,8 @@ async fn handle(server: &Server, authenticated: bool, req: Request<Incoming>) ->
         }
     }
     let resp = dispatch(server, &r).await;
-    if let (Some(cluster), true) = (&server.cluster, write) {
-        if resp.status().is_success() {
-            cluster.replicate().await;
-        }
+    if write && resp.status().is_success() {
+        cluster.replicate().await;
     }
     resp
 }
@@ -459,18 +458,12 @@ async fn dispatch(server: &Server, r: &Req) -> Resp {
                     .is_ok_and(|snapshot| server.state.install(&snapshot));
                 respond(StatusCode::OK, json!({"installed": taken}))
             }
-            (&Method::POST, "/v1-k3s-sim/peer/heartbeat") => match &server.cluster {
-                Some(cluster) => {
-                    if let Ok(beat) = serde_json::from_slice::<Value>(&r.body) {
-                        cluster.take_heartbeat(&beat);
-                    }
-                    respond(StatusCode::OK, cluster.heartbeat_body())
+            (&Method::POST, "/v1-k3s-sim/peer/heartbeat") => {
+                if let Ok(beat) = serde_json::from_slice::<Value>(&r.body) {
+                    server.cluster.take_heartbeat(&beat);
                 }
-                None => {
-                    let (c, v) = not_found_path();
-                    respond(c, v)
-                }
-            },
+                respond(StatusCode::OK, server.cluster.heartbeat_body())
+            }
             _ => {
                 let (c, v) = not_found_path();
                 respond(c, v)
@@ -705,9 +698,7 @@ fn resources(server: &Server, r: &Req, rest: &[&str]) -> (StatusCode, Value) {
                 tokio::spawn(async move {
                     tokio::time::sleep(NAMESPACE_CLEANUP_DELAY).await;
                     state.purge_namespace(&ns, rv);
-                    if let Some(cluster) = cluster {
-                        cluster.replicate().await;
-                    }
+                    cluster.replicate().await;
                 });
                 // a namespace answers with itself, Terminating; other objects
                 // with a Success Status naming what went

@@ -18,7 +18,8 @@
 //! State survives a container restart, as k3s's does: the CA, the admin client
 //! certificate and the token under `/var/lib/rancher/k3s/server/{tls,token}`, the
 //! API objects and nodes in `/var/lib/rancher/k3s/server/db/state.json` (kind
-//! nodes: under `/var/lib/kecs-sim`). A restarted server logs
+//! nodes: kubeadm's certificates under `/etc/kubernetes/pki`, the rest under
+//! `/var/lib/kecs-sim`). A restarted server logs
 //! `Cluster dns configmap already exists` instead of `… has been set successfully`;
 //! agents register again and log `Successfully registered node` again.
 //!

@@ -133,7 +133,7 @@ pub async fn serve(spec: &Spec, pki: &Pki) -> Result<Replica, String> {
         ca: pki.ca.clone(),
         advertise: format!("{}:{}", spec.me.ip, spec.port),
         node_name: spec.me.name.clone(),
-        cluster: Some(cluster.clone()),
+        cluster: cluster.clone(),
     });
     tokio::spawn(api::serve(listener, tls, server));
     Ok(Replica {
