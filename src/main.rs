@@ -21,10 +21,11 @@ use tokio_util::sync::CancellationToken;
     about = "Create, delete, stop, start and inspect local Kubernetes clusters in Docker (k3s nodes as k3d makes them, or Kubernetes nodes as kind makes them)"
 )]
 struct Cli {
-    /// Node image (default: $KECS_K3S_IMAGE, else rancher/k3s:v1.31.4-k3s1).
+    /// Node image (default: k3d: $KECS_K3S_IMAGE, else rancher/k3s:v1.31.4-k3s1;
+    /// kind: $KECS_KIND_IMAGE, else kindest/node:v1.31.4).
     #[arg(long, global = true)]
     image: Option<String>,
-    /// Run nodes unprivileged (k3s normally needs privileged containers).
+    /// Run nodes unprivileged (k3s and kind nodes normally need privileged containers).
     #[arg(long, global = true)]
     no_privileged: bool,
     /// Provider (default: $KECS_CLUSTER_PROVIDER, else k3d).

@@ -30,6 +30,8 @@ pub const SHARED_ALIAS: &str = "registry.kecs.local";
 pub const K3S_REGISTRIES_PATH: &str = "/etc/rancher/k3s/registries.yaml";
 const DATA_PATH: &str = "/var/lib/registry";
 const VOLUME_LABEL: &str = "kecs.registry.volume";
+/// The distribution registry's line once its HTTP listener is up.
+const REGISTRY_LISTENING: &str = "listening on";
 
 /// A registry to create (camelCase JSON). `hostPort` 0 = 5000.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -449,7 +451,16 @@ pub async fn create(
                 )))
             }
             Err(e) => Err(Error::docker(format!("starting registry {name}"), e)),
-        }
+        }?;
+        // pushes work as soon as this returns: the registry logs its listener
+        let step = format!("waiting for registry {name} to listen");
+        guard
+            .wait(
+                &step,
+                docker::wait_for_log_line(docker, name, &[REGISTRY_LISTENING], 0),
+            )
+            .await
+            .map(|_| ())
     };
     if let Err(e) = made.await {
         let _ = delete_container_and_volume(docker, name, guard).await;

@@ -238,22 +238,63 @@ async fn build(
     if let Some(lb) = &lb {
         bodies.push((lb.clone(), spec.lb_container()));
     }
-    // the registries come up while the nodes are created (join: both finish)
-    let (made, regs) = futures_util::future::join(
-        steps::create_nodes(cx, cluster, bodies, guard),
-        steps::attach_registries(
+    // the registries come up while the nodes are created and start: a node
+    // needs a registry only when it pulls (join: both sides finish, so a
+    // rollback sees whatever they made)
+    let network = spec::network_name(cluster);
+    let registries_up = steps::attach_registries(cx, cluster, plan, registries, &network, guard);
+    let nodes_up = async {
+        steps::create_nodes(cx, cluster, bodies, guard).await?;
+        start_nodes(
             cx,
             cluster,
             plan,
+            &spec,
+            &nodes,
+            lb.as_deref(),
             registries,
-            &spec::network_name(cluster),
             guard,
-        ),
-    )
-    .await;
-    made?;
+        )
+        .await
+    };
+    let (regs, started) = futures_util::future::join(registries_up, nodes_up).await;
+    started?;
     regs?;
 
+    let name = |n: NodeRef| spec::node_name(cluster, n);
+    let server0 = name(SERVER0);
+    let all: Vec<String> = nodes.iter().map(|n| name(*n)).chain(lb.clone()).collect();
+    let created = finish_create(
+        cx,
+        cluster,
+        &spec::network_name(cluster),
+        nodes.len(),
+        plan.wait_ready,
+        guard,
+        steps::set_restart_policy(cx, cluster, &all, unless_stopped(), guard),
+        read_kubeconfigs(cx, cluster, &server0, lb.as_deref().unwrap_or(&server0)),
+    )
+    .await?;
+    if !registries.is_empty() {
+        publish_registries(cx, cluster, &created, registries, guard).await?;
+    }
+    Ok(created)
+}
+
+/// Starts the nodes and the load balancer in k3d's dependency order, pipelined
+/// (see the module comment); returns once servers, agents and the load
+/// balancer are up.
+#[allow(clippy::too_many_arguments)]
+async fn start_nodes(
+    cx: &ProviderCtx<'_>,
+    cluster: &str,
+    plan: &CreatePlan,
+    spec: &ClusterSpec<'_>,
+    nodes: &[NodeRef],
+    lb: Option<&str>,
+    registries: &[RegistryRef],
+    guard: &Guard,
+) -> Result<()> {
     let name = |n: NodeRef| spec::node_name(cluster, n);
     let server0 = name(SERVER0);
     let agents: Vec<String> = nodes
@@ -373,24 +414,7 @@ async fn build(
         futures_util::future::join3(agents_up, servers_up, lb_up).await;
     servers_res?;
     agents_res?;
-    lb_res?;
-
-    let all: Vec<String> = nodes.iter().map(|n| name(*n)).chain(lb.clone()).collect();
-    let created = finish_create(
-        cx,
-        cluster,
-        &spec::network_name(cluster),
-        nodes.len(),
-        plan.wait_ready,
-        guard,
-        steps::set_restart_policy(cx, cluster, &all, unless_stopped(), guard),
-        read_kubeconfigs(cx, cluster, &server0, lb.as_deref().unwrap_or(&server0)),
-    )
-    .await?;
-    if !registries.is_empty() {
-        publish_registries(cx, cluster, &created, registries, guard).await?;
-    }
-    Ok(created)
+    lb_res
 }
 
 /// The KEP-1755 ConfigMap and CoreDNS's NodeHosts, once the API answers.

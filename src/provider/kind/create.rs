@@ -277,15 +277,6 @@ async fn build(
     if let Some(lb) = &lb {
         bodies.push((lb.clone(), spec.load_balancer()));
     }
-    // the registries come up while the nodes are created (join: both finish)
-    let (made, regs) = futures_util::future::join(
-        steps::create_nodes(cx, cluster, bodies, guard),
-        steps::attach_registries(cx, cluster, plan, registries, spec::NETWORK, guard),
-    )
-    .await;
-    made?;
-    regs?;
-
     let names_of = |role: Role| -> Vec<String> {
         nodes
             .iter()
@@ -300,8 +291,19 @@ async fn build(
         .split_first()
         .ok_or_else(|| Error::InvalidArgument("a kind cluster needs a control plane".into()))?;
 
-    start_all(cx, cluster, &names, lb.as_deref(), plan, guard).await?;
-    use_registries(cx, cluster, &names, registries, guard).await?;
+    // the registries come up while the nodes are created, start and boot: a
+    // node needs a registry only when it pulls (join: both sides finish, so a
+    // rollback sees whatever they made)
+    let registries_up =
+        steps::attach_registries(cx, cluster, plan, registries, spec::NETWORK, guard);
+    let nodes_up = async {
+        steps::create_nodes(cx, cluster, bodies, guard).await?;
+        start_all(cx, cluster, &names, lb.as_deref(), plan, guard).await?;
+        use_registries(cx, cluster, &names, registries, guard).await
+    };
+    let (regs, started) = futures_util::future::join(registries_up, nodes_up).await;
+    started?;
+    regs?;
     if let Some(lb) = &lb {
         configure_load_balancer(cx, cluster, lb, &control_planes, guard).await?;
     }
