@@ -128,10 +128,12 @@ impl KecsManager {
             .runtime
             .as_ref()
             .ok_or_else(|| Error::Internal("manager has been shut down".into()))?;
-        let fut = op(self.manager.clone());
+        // boxed once: the operation's future (kilobytes for a Docker call) then
+        // moves by pointer into the task, not by copies through each wrapper
+        let fut = Box::pin(op(self.manager.clone()));
         // spawned from inside block_on: if block_on refuses (a caller already in
         // an async runtime), it panics before anything has started
-        match rt.block_on(async { rt.spawn(fut).await }) {
+        match rt.block_on(async move { rt.spawn(fut).await }) {
             Ok(result) => result,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(e) => Err(Error::Internal(format!(
