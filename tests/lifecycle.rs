@@ -750,6 +750,57 @@ async fn kind_objects_match_the_contract() {
     assert_gone(&c).await;
 }
 
+/// The state two racing creates of one name can leave on this engine, which
+/// lets networks share a name: two networks `k3d-<c>`, both labelled with the
+/// cluster, and the image volume. Asking the engine by that name is then
+/// ambiguous; delete finds the networks by label and removes them by ID, so
+/// the user is not stuck with a cluster nobody can delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_clears_two_same_named_networks() {
+    let c = setup("k3d", "dupnet", |_| {}).await;
+    let docker = docker().await;
+    let net = format!("k3d-{}", c.full);
+    let labels = std::collections::HashMap::from([
+        ("app".to_string(), "k3d".to_string()),
+        ("k3d.cluster".to_string(), c.full.clone()),
+    ]);
+    for _ in 0..2 {
+        docker
+            .create_network(bollard::models::NetworkCreateRequest {
+                name: net.clone(),
+                driver: Some("bridge".into()),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    docker
+        .create_volume(bollard::models::VolumeCreateRequest {
+            name: Some(format!("k3d-{}-images", c.full)),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let by_name = docker
+        .inspect_network(
+            &net,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await;
+    assert!(
+        by_name.is_err(),
+        "the engine should call the name ambiguous"
+    );
+    c.manager.delete(&c.name, &never()).await.unwrap();
+    assert!(
+        leftovers(&c.full).await.is_empty(),
+        "{:?}",
+        leftovers(&c.full).await
+    );
+}
+
 #[tokio::test]
 async fn kind_refuses_what_it_cannot_build_before_any_docker_call() {
     let dir = TempDir::new("krefuse");

@@ -124,6 +124,10 @@ fn scale(scale: &Value, path: &Path) -> Res<()> {
             "floor_parallel_ms",
         ),
         ("floor, one after another", "floor_sequential_ms"),
+        (
+            "floor, agents once the server's API runs",
+            "floor_pipelined_ms",
+        ),
     ];
     let max_x = points
         .last()

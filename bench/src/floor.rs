@@ -16,7 +16,7 @@ use kecs_cluster::docker::{
     inspect, read_file, stop_container, wait_for_log_line, wait_for_log_line_after, write_file,
 };
 use kecs_cluster::provider::k3d::spec::{lb_values_yaml, LB_CONFIG_PATH};
-use kecs_cluster::provider::k3d::{AGENT_READY, LB_READY, SERVER_READY};
+use kecs_cluster::provider::k3d::{AGENT_READY, INIT_RESTART_READY, LB_READY, SERVER_READY};
 
 pub struct FloorCluster {
     pub network: String,
@@ -43,6 +43,10 @@ pub enum Order {
     Parallel,
     /// One after another, each waited for (k3d's order).
     Sequential,
+    /// The server first; the agents as soon as it logs that it runs its API
+    /// server (its join endpoint answers, so no agent waits out k3s's join
+    /// retry); the load balancer as soon as the server's start returned.
+    Pipelined,
 }
 
 fn ports(spec: &str, host_ip: &str, host_port: u16) -> HashMap<String, Option<Vec<PortBinding>>> {
@@ -246,6 +250,28 @@ pub async fn create(
                 .chain(lb.iter().map(|l| (l.as_str(), LB_READY)));
             futures_util::future::join_all(waits.map(|(n, l)| ready(docker, n, l))).await;
         }
+        Order::Pipelined => {
+            futures_util::future::join(start(docker, &server), configure_lb).await;
+            let lb_up = async {
+                if let Some(lb) = &lb {
+                    start(docker, lb).await;
+                    ready(docker, lb, LB_READY).await;
+                }
+            };
+            let agents_up = async {
+                if agent_names.is_empty() {
+                    return;
+                }
+                ready(docker, &server, INIT_RESTART_READY).await;
+                futures_util::future::join_all(agent_names.iter().map(|a| start(docker, a))).await;
+                futures_util::future::join_all(
+                    agent_names.iter().map(|a| ready(docker, a, AGENT_READY)),
+                )
+                .await;
+            };
+            futures_util::future::join3(ready(docker, &server, SERVER_READY), lb_up, agents_up)
+                .await;
+        }
         Order::Sequential => {
             configure_lb.await;
             start(docker, &server).await;
@@ -280,7 +306,7 @@ pub async fn stop_start(docker: &Docker, c: &FloorCluster, order: Order) -> (f64
     let t = Instant::now();
     let all = c.containers();
     let stopped = match order {
-        Order::Parallel => {
+        Order::Parallel | Order::Pipelined => {
             futures_util::future::join_all(all.iter().map(|n| stop_container(docker, n))).await
         }
         // k3d's order: load balancer, agents, servers
@@ -297,7 +323,7 @@ pub async fn stop_start(docker: &Docker, c: &FloorCluster, order: Order) -> (f64
     }
     let stop_ms = t.elapsed().as_secs_f64() * 1000.0;
     match order {
-        Order::Parallel => {
+        Order::Parallel | Order::Pipelined => {
             let server_up = async {
                 start(docker, &c.server).await;
                 if let Some(lb) = &c.lb {

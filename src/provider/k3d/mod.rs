@@ -133,53 +133,55 @@ pub(crate) async fn remove_objects(
     Ok(removed_any)
 }
 
+/// Removes the cluster's own network: every network of that name labelled with
+/// this cluster, found by label and removed by ID. Two creates racing on an
+/// engine that lets networks share a name can leave two, and then the name
+/// alone is ambiguous to the engine (every call by name fails); by ID, delete
+/// clears that state too. Ok(true) when one was removed.
 async fn remove_owned_network(cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
     let net = spec::network_name(cluster);
-    let info = match cx
-        .docker
-        .inspect_network(&net, None::<InspectNetworkOptions>)
-        .await
-    {
-        Ok(i) => i,
-        Err(e) if is_docker_not_found(&e) => return Ok(false),
-        Err(e) => {
-            return Err(Error::docker(
-                format!("deleting cluster {cluster}: inspecting network {net}"),
-                e,
-            ))
-        }
+    let opts = bollard::query_parameters::ListNetworksOptions {
+        filters: Some(docker::label_filter(&[("k3d.cluster", cluster)])),
     };
-    let ours = info
-        .labels
-        .as_ref()
-        .and_then(|l| l.get("k3d.cluster"))
-        .map(String::as_str)
-        == Some(cluster);
-    if !ours {
-        return Ok(false);
-    }
-    // In container mode we joined the network ourselves: leave it first.
-    if let Some(me) = cx.self_container {
-        let attached = info.containers.as_ref().is_some_and(|m| m.contains_key(me));
-        if attached {
+    let listed = cx.docker.list_networks(Some(opts)).await.map_err(|e| {
+        Error::docker(
+            format!("deleting cluster {cluster}: listing its networks"),
+            e,
+        )
+    })?;
+    let mut removed = false;
+    for id in listed
+        .into_iter()
+        .filter(|n| n.name.as_deref() == Some(net.as_str()))
+        .filter_map(|n| n.id)
+    {
+        // In container mode we joined the network ourselves: leave it first.
+        if let Some(me) = cx.self_container {
             let req = bollard::models::NetworkDisconnectRequest {
                 container: me.to_string(),
                 force: Some(true),
             };
-            let _ = cx.docker.disconnect_network(&net, req).await;
+            let _ = cx.docker.disconnect_network(&id, req).await;
+        }
+        match cx.docker.remove_network(&id).await {
+            Ok(()) => {
+                guard.report(&format!("removed network {net} ({})", short_id(&id)));
+                removed = true;
+            }
+            Err(e) if is_docker_not_found(&e) => {}
+            Err(e) => {
+                return Err(Error::docker(
+                    format!("deleting cluster {cluster}: removing network {net} (is another container still attached?)"),
+                    e,
+                ))
+            }
         }
     }
-    match cx.docker.remove_network(&net).await {
-        Ok(()) => {
-            guard.report(&format!("removed network {net}"));
-            Ok(true)
-        }
-        Err(e) if is_docker_not_found(&e) => Ok(false),
-        Err(e) => Err(Error::docker(
-            format!("deleting cluster {cluster}: removing network {net} (is another container still attached?)"),
-            e,
-        )),
-    }
+    Ok(removed)
+}
+
+fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
 }
 
 impl Provider for K3dProvider {
