@@ -357,7 +357,16 @@ async fn start_nodes(
             if agents.is_empty() {
                 return Ok(());
             }
-            wait_node(cx, cluster, &server0, INIT_RESTART_READY, guard).await?;
+            let step = format!("cluster {cluster}: waiting for {server0} to run its API server");
+            guard
+                .wait(
+                    &step,
+                    docker::wait_for_log_line(cx.docker, &server0, &[INIT_RESTART_READY], 0),
+                )
+                .await?;
+            guard.report(&format!(
+                "node {server0} runs its API server: starting agents"
+            ));
             // join_all: every start finishes, so rollback knows what runs
             let starts = futures_util::future::join_all(
                 agents
