@@ -77,16 +77,9 @@ pub fn has_cluster_entry(yaml: &str, cluster: &str) -> bool {
         .is_some_and(|a| a.iter().any(|c| c["name"].as_str() == Some(cluster)))
 }
 
-/// Writes `content` to `path` atomically: a temporary file (mode 0600) in the same
-/// directory, then a rename, so readers never see half a file.
-pub fn write_atomic(path: &Path, content: &str) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let dir = path.parent().ok_or_else(|| {
-        Error::InvalidArgument(format!(
-            "kubeconfig path {} has no directory",
-            path.display()
-        ))
-    })?;
+/// Creates a kubeconfig directory (and its parents) with mode 0755.
+pub(crate) fn create_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
@@ -96,7 +89,20 @@ pub fn write_atomic(path: &Path, content: &str) -> Result<()> {
                 format!("creating kubeconfig directory {}", dir.display()),
                 e,
             )
-        })?;
+        })
+}
+
+/// Writes `content` to `path` atomically: a temporary file (mode 0600) in the same
+/// directory, then a rename, so readers never see half a file.
+pub fn write_atomic(path: &Path, content: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "kubeconfig path {} has no directory",
+            path.display()
+        ))
+    })?;
+    create_dir(dir)?;
     let mut suffix = [0u8; 6];
     getrandom::fill(&mut suffix).map_err(|e| Error::Internal(format!("OS random source: {e}")))?;
     let tmp: PathBuf = dir.join(format!(

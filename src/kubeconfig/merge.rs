@@ -336,21 +336,12 @@ impl FileLock {
     /// it. The lock file has no notification, so the wait polls with a short
     /// backoff (1 ms doubling to 100 ms), as kind retries its own attempts.
     async fn acquire(target: &Path, guard: &Guard) -> Result<FileLock> {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        use std::os::unix::fs::OpenOptionsExt;
         let mut name = target.as_os_str().to_owned();
         name.push(".lock");
         let path = PathBuf::from(name);
         if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(dir)
-                .map_err(|e| {
-                    Error::io(
-                        format!("creating kubeconfig directory {}", dir.display()),
-                        e,
-                    )
-                })?;
+            super::create_dir(dir)?;
         }
         let started = std::time::Instant::now();
         let mut backoff = Duration::from_millis(1);

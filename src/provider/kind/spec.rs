@@ -219,6 +219,16 @@ pub fn lb_config_paths() -> [(String, String); 2] {
     ]
 }
 
+/// Every container of a kind cluster is attached to the shared network.
+fn on_kind_network() -> NetworkingConfig {
+    NetworkingConfig {
+        endpoints_config: Some(HashMap::from([(
+            NETWORK.to_string(),
+            EndpointSettings::default(),
+        )])),
+    }
+}
+
 pub struct ClusterSpec<'a> {
     pub cluster: &'a str,
     pub plan: &'a CreatePlan,
@@ -238,7 +248,8 @@ impl ClusterSpec<'_> {
         cps.chain(workers).collect()
     }
 
-    pub fn labels(&self, node: NodeRef) -> HashMap<String, String> {
+    /// The user's labels, then kind's cluster and role labels.
+    fn labels_for(&self, role: &str) -> HashMap<String, String> {
         let mut l: HashMap<String, String> = self
             .plan
             .labels
@@ -246,7 +257,12 @@ impl ClusterSpec<'_> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         l.insert(CLUSTER_LABEL.into(), self.cluster.into());
-        l.insert(ROLE_LABEL.into(), role_name(node.role).into());
+        l.insert(ROLE_LABEL.into(), role.into());
+        l
+    }
+
+    pub fn labels(&self, node: NodeRef) -> HashMap<String, String> {
+        let mut l = self.labels_for(role_name(node.role));
         // the kind network is shared: which registries this cluster uses is
         // recorded on its nodes, so deleting another cluster keeps them
         let registries: Vec<&str> = self
@@ -306,14 +322,7 @@ impl ClusterSpec<'_> {
     /// shell bootstrap, the cluster's API port published, nothing privileged.
     pub fn load_balancer(&self) -> ContainerCreateBody {
         let name = lb_name(self.cluster);
-        let mut labels: HashMap<String, String> = self
-            .plan
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        labels.insert(CLUSTER_LABEL.into(), self.cluster.into());
-        labels.insert(ROLE_LABEL.into(), LB_ROLE.into());
+        let labels = self.labels_for(LB_ROLE);
         let ip = self.config.api_host_ip.to_string();
         let ports: PortMap = HashMap::from([(
             API_PORT.to_string(),
@@ -332,12 +341,7 @@ impl ClusterSpec<'_> {
                 port_bindings: Some(ports),
                 ..Default::default()
             }),
-            networking_config: Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(
-                    NETWORK.to_string(),
-                    EndpointSettings::default(),
-                )])),
-            }),
+            networking_config: Some(on_kind_network()),
             ..Default::default()
         }
     }
@@ -378,12 +382,7 @@ impl ClusterSpec<'_> {
                 port_bindings: Some(ports),
                 ..Default::default()
             }),
-            networking_config: Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(
-                    NETWORK.to_string(),
-                    EndpointSettings::default(),
-                )])),
-            }),
+            networking_config: Some(on_kind_network()),
             ..Default::default()
         }
     }
