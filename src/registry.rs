@@ -188,6 +188,19 @@ fn pull_hosts(r: &RegistryRef) -> Vec<String> {
     hosts
 }
 
+/// `(pulled-by name, endpoint on the cluster network)` for every name each
+/// registry goes by.
+pub fn pull_endpoints(regs: &[RegistryRef]) -> Vec<(String, String)> {
+    regs.iter()
+        .flat_map(|r| {
+            let endpoint = format!("http://{}:{REGISTRY_PORT}", r.name);
+            pull_hosts(r)
+                .into_iter()
+                .map(move |h| (h, endpoint.clone()))
+        })
+        .collect()
+}
+
 /// containerd's registry host directory (kind's local-registry recipe:
 /// `config_path`, then one `hosts.toml` per pulled-by name).
 pub const CONTAINERD_CERTS_D: &str = "/etc/containerd/certs.d";
@@ -416,6 +429,9 @@ pub async fn create(
         ])),
         ..Default::default()
     };
+    // a volume of that name that exists already is someone's data: never ours
+    // to remove on failure
+    let volume_existed = docker.inspect_volume(&volume_name(name)).await.is_ok();
     docker
         .create_volume(volume)
         .await
@@ -463,7 +479,18 @@ pub async fn create(
             .map(|_| ())
     };
     if let Err(e) = made.await {
-        let _ = delete_container_and_volume(docker, name, guard).await;
+        // a container of that name made meanwhile by someone else stays theirs
+        if e.code() != crate::error::ErrorCode::AlreadyExists {
+            let _ = docker::remove_containers(docker, std::slice::from_ref(name), guard).await;
+            if !volume_existed {
+                let _ = docker::remove_volumes_with_labels(
+                    docker,
+                    &[("app", "k3d"), (VOLUME_LABEL, name)],
+                    guard,
+                )
+                .await;
+            }
+        }
         return Err(e);
     }
     guard.report(&format!("created registry {name}"));
@@ -534,6 +561,15 @@ pub async fn release_network(
             .map(|n| n.keys().cloned().collect())
             .unwrap_or_default();
         let attached = nets.iter().any(|n| n == network);
+        // by ID: two networks of one name (racing creates) make the name ambiguous
+        let network_ref = c
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.networks.as_ref())
+            .and_then(|n| n.get(network))
+            .and_then(|e| e.network_id.clone())
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(|| network.to_string());
         let made_by_a_create = summary_label(&c, "k3d.cluster").is_some_and(|c| !c.is_empty());
         let mine = summary_label(&c, "k3d.cluster") == Some(cluster);
         if !attached && !mine {
@@ -544,7 +580,7 @@ pub async fn release_network(
                 container: name.clone(),
                 force: Some(true),
             };
-            match docker.disconnect_network(network, req).await {
+            match docker.disconnect_network(&network_ref, req).await {
                 Ok(()) => {}
                 Err(e) if is_docker_not_found(&e) => {}
                 Err(e) => {

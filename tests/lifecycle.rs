@@ -764,8 +764,9 @@ async fn delete_clears_two_same_named_networks() {
         ("app".to_string(), "k3d".to_string()),
         ("k3d.cluster".to_string(), c.full.clone()),
     ]);
+    let mut ids = vec![];
     for _ in 0..2 {
-        docker
+        let made = docker
             .create_network(bollard::models::NetworkCreateRequest {
                 name: net.clone(),
                 driver: Some("bridge".into()),
@@ -774,7 +775,33 @@ async fn delete_clears_two_same_named_networks() {
             })
             .await
             .unwrap();
+        ids.push(made.id);
     }
+    // a standalone registry attached to one of them (by ID): delete must detach
+    // it without asking the engine by the ambiguous name, and keep it
+    let reg = unique_name("dupreg");
+    let _reg_cleanup = RemoveOnDrop(reg.clone());
+    c.manager
+        .registry_create(
+            &kecs_cluster::RegistryCreate {
+                name: reg.clone(),
+                host_port: free_port(),
+                ..Default::default()
+            },
+            &never(),
+        )
+        .await
+        .unwrap();
+    docker
+        .connect_network(
+            &ids[0],
+            bollard::models::NetworkConnectRequest {
+                container: reg.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     docker
         .create_volume(bollard::models::VolumeCreateRequest {
             name: Some(format!("k3d-{}-images", c.full)),
@@ -799,6 +826,24 @@ async fn delete_clears_two_same_named_networks() {
         "{:?}",
         leftovers(&c.full).await
     );
+    let kept = c.manager.registry_get(&reg, &never()).await.unwrap();
+    assert!(kept.running, "a standalone registry stays");
+    c.manager.registry_delete(&reg, &never()).await.unwrap();
+}
+
+/// Removes a registry container and its data volume when dropped (test cleanup).
+struct RemoveOnDrop(String);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let volume = format!("{}-data", self.0);
+        for args in [
+            ["rm", "-f", "-v", self.0.as_str()],
+            ["volume", "rm", "-f", volume.as_str()],
+        ] {
+            let _ = std::process::Command::new("docker").args(args).output();
+        }
+    }
 }
 
 #[tokio::test]

@@ -79,6 +79,16 @@ pub async fn unmerge_from(target: &Path, owner: &Owner<'_>, guard: &Guard) -> Re
     if !target.exists() {
         return Ok(false);
     }
+    // a file with nothing of ours is not even locked (a delete must not wait
+    // on, or leave a lock file next to, a kubeconfig it never merged into)
+    let ours = match read(target) {
+        Ok(Some(mut peek)) => unmerge_doc(&mut peek, owner).unwrap_or(true),
+        Ok(None) => false,
+        Err(_) => true,
+    };
+    if !ours {
+        return Ok(false);
+    }
     let _lock = FileLock::acquire(target, guard).await?;
     let Some(mut doc) = read(target)? else {
         return Ok(false);

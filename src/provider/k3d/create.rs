@@ -361,7 +361,14 @@ async fn start_nodes(
             guard
                 .wait(
                     &step,
-                    docker::wait_for_log_line(cx.docker, &server0, &[INIT_RESTART_READY], 0),
+                    // a server without an API server of its own (`--disable-apiserver`)
+                    // never logs the first line: its ready line lets the agents go too
+                    docker::wait_for_log_line(
+                        cx.docker,
+                        &server0,
+                        &[INIT_RESTART_READY, SERVER_READY],
+                        0,
+                    ),
                 )
                 .await?;
             guard.report(&format!(

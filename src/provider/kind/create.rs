@@ -366,23 +366,25 @@ pub(super) async fn use_registries(
             .await
             .map_err(|e| e.context(format!("cluster {cluster}")))
     };
-    let patches = futures_util::future::join_all(nodes.iter().map(|n| {
-        run(
-            cx,
-            cluster,
-            n,
-            &[
-                "sh",
-                "-c",
-                spec::CONTAINERD_CONFIG_PATH_PATCH,
-                "sh",
-                spec::CONTAINERD_CONFIG,
-                spec::CONTAINERD_RESTART,
-            ],
-            None,
-            guard,
-        )
-    }));
+    let mut patch_cmd = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        spec::CONTAINERD_REGISTRY_PATCH.to_string(),
+        "sh".to_string(),
+        spec::CONTAINERD_CONFIG.to_string(),
+        spec::CONTAINERD_RESTART.to_string(),
+    ];
+    patch_cmd.extend(
+        registry::pull_endpoints(registries)
+            .into_iter()
+            .map(|(host, endpoint)| format!("{host}={endpoint}")),
+    );
+    let patch_cmd: Vec<&str> = patch_cmd.iter().map(String::as_str).collect();
+    let patches = futures_util::future::join_all(
+        nodes
+            .iter()
+            .map(|n| run(cx, cluster, n, &patch_cmd, None, guard)),
+    );
     let (written, patched) = futures_util::future::join(hosts, patches).await;
     written?;
     patched.into_iter().collect::<Result<Vec<String>>>()?;

@@ -110,32 +110,71 @@ pub fn lb_bootstrap(cluster: &str) -> String {
     )
 }
 
-/// kind's local-registry recipe patches containerd to read registry hosts from
-/// `certs.d` (`config_path`) and restarts containerd when it changed anything.
-/// Arguments: `$1` the config file, `$2` the restart command. Node images that
-/// already read `certs.d`, or that have no containerd config file, are left
-/// alone; containerd 2's config (version 3) keeps the setting in another table.
-pub const CONTAINERD_CONFIG_PATH_PATCH: &str = r#"f="$1"
+/// kind's local-registry recipe for containerd's configuration (`$1`), then
+/// `$2` (the restart) only when the file changed. Arguments after those are
+/// `host=endpoint` pairs.
+/// - A config that already lists `registry.mirrors` tables (older node images)
+///   cannot also take `config_path` (containerd refuses its CRI plugin then):
+///   a mirror table per pulled-by name is added instead, as kind's older recipe
+///   did.
+/// - Otherwise `config_path = "/etc/containerd/certs.d"` goes into the CRI
+///   registry table (containerd 2's images plugin for a version 3 file): an
+///   existing `config_path` there is replaced, a missing one added at the end
+///   of the table, a missing table appended. Headers may be indented, single-
+///   or double-quoted, or followed by a comment.
+/// A file that comes out unchanged (already set) is left alone, with no restart.
+pub const CONTAINERD_REGISTRY_PATCH: &str = r#"f="$1"; restart="$2"; shift 2
 [ -f "$f" ] || exit 0
-grep -q 'config_path *= *"/etc/containerd/certs.d"' "$f" && exit 0
-if grep -q '^version *= *3' "$f"; then
-  t='[plugins."io.containerd.cri.v1.images".registry]'
+if grep -Eq '^[[:space:]]*version[[:space:]]*=[[:space:]]*3' "$f"; then
+  p='io.containerd.cri.v1.images'
 else
-  t='[plugins."io.containerd.grpc.v1.cri".registry]'
+  p='io.containerd.grpc.v1.cri'
 fi
-l='  config_path = "/etc/containerd/certs.d"'
-if grep -q 'config_path *=' "$f"; then
-  sed -i 's|config_path *=.*|config_path = "/etc/containerd/certs.d"|' "$f"
-elif grep -qxF "$t" "$f"; then
-  awk -v t="$t" -v l="$l" '{ print } $0 == t { print l }' "$f" > "$f.tmp" && mv "$f.tmp" "$f"
-else
-  printf '\n%s\n%s\n' "$t" "$l" >> "$f"
-fi
-! pgrep --exact containerd || $2"#;
+awk -v p="$p" -v pairs="$*" '
+function norm(s) { sub(/#.*/, "", s); gsub(/[ \t]/, "", s); gsub(/\047/, "\"", s); return s }
+BEGIN {
+  table = "[plugins.\"" p "\".registry]"
+  mirrors = "[plugins.\"" p "\".registry.mirrors."
+  line = "  config_path = \"/etc/containerd/certs.d\""
+}
+{ lines[NR] = $0; n = NR }
+/^[ \t]*\[/ { h = norm($0); if (index(h, mirrors) == 1) has_mirrors = 1; headers[h] = 1 }
+END {
+  if (has_mirrors) {
+    for (i = 1; i <= n; i++) print lines[i]
+    k = split(pairs, kv, " ")
+    for (j = 1; j <= k; j++) {
+      eq = index(kv[j], "="); host = substr(kv[j], 1, eq - 1); ep = substr(kv[j], eq + 1)
+      h = mirrors "\"" host "\"]"
+      if (!(h in headers)) printf "\n%s\n  endpoint = [\"%s\"]\n", h, ep
+    }
+    exit
+  }
+  intab = 0; done = 0
+  for (i = 1; i <= n; i++) {
+    l = lines[i]
+    if (l ~ /^[ \t]*\[/) {
+      if (intab && !done) { print line; done = 1 }
+      intab = (norm(l) == table)
+      if (intab) found = 1
+    } else if (intab && l ~ /^[ \t]*config_path[ \t]*=/) {
+      if (!done) print line
+      done = 1
+      continue
+    }
+    print l
+  }
+  if (intab && !done) { print line; done = 1 }
+  if (!found) printf "\n%s\n%s\n", table, line
+}' "$f" > "$f.kecs-tmp" || exit 1
+if cmp -s "$f" "$f.kecs-tmp"; then rm -f "$f.kecs-tmp"; exit 0; fi
+mv "$f.kecs-tmp" "$f" && eval "$restart""#;
 
-/// Where containerd's configuration lives in a kind node, and how kind restarts it.
+/// Where containerd's configuration lives in a kind node, and how it is
+/// restarted when running (kind's recipe restarts it after a config change).
 pub const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
-pub const CONTAINERD_RESTART: &str = "systemctl restart containerd";
+pub const CONTAINERD_RESTART: &str =
+    "! command -v systemctl >/dev/null || ! systemctl is-active -q containerd || systemctl restart containerd";
 
 /// Envoy's listener: TCP :6443 proxied to the control planes' cluster.
 pub fn lb_lds() -> String {
@@ -639,37 +678,67 @@ mod tests {
     }
 
     /// The containerd patch, run with the local `sh` on copies of the config
-    /// shapes it meets (restart replaced by `true`).
+    /// shapes it meets (restart replaced by `echo restarted`).
     #[test]
-    fn containerd_patch_sets_config_path_once() {
+    fn containerd_patch_shapes() {
         let dir = std::env::temp_dir().join(format!("kecs-ctrd-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let patch = |before: &str| -> String {
+        let patch = |before: &str| -> (String, bool) {
             let f = dir.join("config.toml");
             std::fs::write(&f, before).unwrap();
-            let status = std::process::Command::new("sh")
-                .args(["-c", CONTAINERD_CONFIG_PATH_PATCH, "sh"])
+            let out = std::process::Command::new("sh")
+                .args(["-c", CONTAINERD_REGISTRY_PATCH, "sh"])
                 .arg(&f)
-                .arg("true")
-                .status()
+                .args([
+                    "echo restarted",
+                    "localhost:5000=http://reg:5000",
+                    "reg:5000=http://reg:5000",
+                ])
+                .output()
                 .unwrap();
-            assert!(status.success());
-            std::fs::read_to_string(&f).unwrap()
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let restarted = String::from_utf8_lossy(&out.stdout).contains("restarted");
+            (std::fs::read_to_string(&f).unwrap(), restarted)
         };
-        let v2 = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"k8s.gcr.io\"]\n  endpoint = [\"https://registry.k8s.io\"]\n";
-        let once = patch(v2);
-        assert!(once.ends_with("[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/etc/containerd/certs.d\"\n"), "{once}");
-        assert_eq!(patch(&once), once, "a second run changes nothing");
-        let table = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  x = 1\n";
-        assert_eq!(
-            patch(table),
-            "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/etc/containerd/certs.d\"\n  x = 1\n"
+        let line = "  config_path = \"/etc/containerd/certs.d\"\n";
+        // no registry table: appended; a second run changes nothing, no restart
+        let (once, restarted) =
+            patch("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  x = 1\n");
+        assert!(restarted);
+        assert!(
+            once.ends_with(&format!(
+                "[plugins.\"io.containerd.grpc.v1.cri\".registry]\n{line}"
+            )),
+            "{once}"
         );
-        let empty =
-            "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"\"\n";
-        assert!(patch(empty).contains("  config_path = \"/etc/containerd/certs.d\"\n"));
-        let v3 = "version = 3\n";
-        assert!(patch(v3).contains("[plugins.\"io.containerd.cri.v1.images\".registry]"));
+        assert_eq!(patch(&once), (once.clone(), false));
+        // an indented header with a comment, and an empty config_path: replaced in place
+        let (t, _) = patch("version = 2\n  [plugins.\"io.containerd.grpc.v1.cri\".registry]  # reg\n    config_path = \"\"\n  [other]\n");
+        assert_eq!(t, format!("version = 2\n  [plugins.\"io.containerd.grpc.v1.cri\".registry]  # reg\n{line}  [other]\n"));
+        // the table exists without the key: added at its end, before the next table
+        let (t, _) = patch(
+            "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  x = 1\n[other]\n",
+        );
+        assert_eq!(t, format!("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  x = 1\n{line}[other]\n"));
+        // containerd 2, single-quoted header
+        let (t, _) = patch(
+            "version = 3\n[plugins.'io.containerd.cri.v1.images'.registry]\n  config_path = ''\n",
+        );
+        assert_eq!(
+            t,
+            format!("version = 3\n[plugins.'io.containerd.cri.v1.images'.registry]\n{line}")
+        );
+        // mirrors already configured: mirror tables instead of config_path
+        let mirrors = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"k8s.gcr.io\"]\n  endpoint = [\"https://registry.k8s.io\"]\n";
+        let (t, restarted) = patch(mirrors);
+        assert!(restarted && !t.contains("config_path"), "{t}");
+        assert!(t.contains("[plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"localhost:5000\"]\n  endpoint = [\"http://reg:5000\"]\n"), "{t}");
+        assert!(t.contains("mirrors.\"reg:5000\"]"));
+        assert_eq!(patch(&t), (t.clone(), false));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
