@@ -122,6 +122,7 @@ pub fn lb_bootstrap(cluster: &str) -> String {
 ///   existing `config_path` there is replaced, a missing one added at the end
 ///   of the table, a missing table appended. Headers may be indented, single-
 ///   or double-quoted, or followed by a comment.
+///
 /// A file that comes out unchanged (already set) is left alone, with no restart.
 pub const CONTAINERD_REGISTRY_PATCH: &str = r#"f="$1"; restart="$2"; shift 2
 [ -f "$f" ] || exit 0
