@@ -106,3 +106,6 @@ unformatted="$(gofmt -l .)"
 if [ -n "$unformatted" ]; then echo "gofmt: needs formatting: $unformatted" >&2; exit 1; fi
 GOEXPERIMENT=cgocheck2 go test -count=1 ./...
 go test -race -count=1 -v ./...
+
+step "fuzzing: arbitrary config values, names and create options through the C ABI (bounded)"
+go test -count=1 -run '^$' -fuzz '^FuzzConfigAndNames$' -fuzztime 15s .
