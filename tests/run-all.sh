@@ -109,3 +109,6 @@ go test -race -count=1 -v ./...
 
 step "fuzzing: arbitrary config values, names and create options through the C ABI (bounded)"
 go test -count=1 -run '^$' -fuzz '^FuzzConfigAndNames$' -fuzztime 15s .
+
+step "soak: 200 create/delete cycles through the Go bindings; descriptors, threads and RSS stay within bounds, nothing left"
+KECS_SOAK_CYCLES=200 go test -count=1 -timeout 20m -run '^TestSoak$' -v .
