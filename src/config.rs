@@ -361,10 +361,10 @@ mod tests {
 
     #[test]
     fn remote_engine_publishes_the_api_on_its_host() {
-        let remote = env(&[("HOME", "/h"), ("DOCKER_HOST", "tcp://10.1.2.3:2375")]);
+        let remote = env(&[("HOME", "/h"), ("DOCKER_HOST", "tcp://192.0.2.3:2375")]);
         let r = ClusterManagerConfig::default().resolve(&remote).unwrap();
         assert_eq!(r.api_host_ip.to_string(), "0.0.0.0");
-        assert_eq!(r.host_address.as_deref(), Some("10.1.2.3"));
+        assert_eq!(r.host_address.as_deref(), Some("192.0.2.3"));
         // explicit settings still win
         let r = ClusterManagerConfig {
             api_host_ip: Some("127.0.0.1".into()),

@@ -678,9 +678,9 @@ mod tests {
             DockerEndpoint::local().transport,
             Transport::Unix("/var/run/docker.sock".into())
         );
-        let e = DockerEndpoint::plain("tcp://10.0.0.5").unwrap();
-        assert_eq!(tcp(&e), ("10.0.0.5", 2375, None));
-        assert_eq!(e.remote_host(), Some("10.0.0.5"));
+        let e = DockerEndpoint::plain("tcp://192.0.2.5").unwrap();
+        assert_eq!(tcp(&e), ("192.0.2.5", 2375, None));
+        assert_eq!(e.remote_host(), Some("192.0.2.5"));
         let e = DockerEndpoint::plain("tcp://[fd00::1]:2377/").unwrap();
         assert_eq!(tcp(&e), ("fd00::1", 2377, None));
         for local in [
@@ -718,14 +718,14 @@ mod tests {
         let e = resolve_env(
             &DockerSettings::default(),
             &[
-                ("DOCKER_HOST", "tcp://10.1.2.3"),
+                ("DOCKER_HOST", "tcp://192.0.2.3"),
                 ("DOCKER_TLS_VERIFY", "1"),
                 ("DOCKER_CERT_PATH", &certs.display().to_string()),
             ],
         )
         .unwrap();
         let (host, port, tls) = tcp(&e);
-        assert_eq!((host, port), ("10.1.2.3", 2376));
+        assert_eq!((host, port), ("192.0.2.3", 2376));
         let tls = tls.expect("TLS");
         assert_eq!(tls.ca.as_deref(), Some(certs.join("ca.pem").as_path()));
         assert_eq!(
@@ -742,7 +742,7 @@ mod tests {
                 ..Default::default()
             },
             &[
-                ("DOCKER_HOST", "tcp://10.1.2.3"),
+                ("DOCKER_HOST", "tcp://192.0.2.3"),
                 ("DOCKER_TLS_VERIFY", "1"),
             ],
         )
@@ -756,7 +756,7 @@ mod tests {
                 ..Default::default()
             },
             &[
-                ("DOCKER_HOST", "tcp://10.1.2.3:2376"),
+                ("DOCKER_HOST", "tcp://192.0.2.3:2376"),
                 ("DOCKER_CERT_PATH", &certs.display().to_string()),
             ],
         )
@@ -820,7 +820,7 @@ mod tests {
         tmp.write("cert.pem", "x");
         let e = resolve_env(
             &DockerSettings {
-                host: Some("tcp://10.0.0.1:2376".into()),
+                host: Some("tcp://192.0.2.1:2376".into()),
                 tls_verify: Some(true),
                 cert_path: Some(tmp.s()),
                 ..Default::default()
