@@ -79,7 +79,7 @@
 #define KECS_VERSION_MINOR 1
 #define KECS_VERSION_PATCH 0
 /** ABI version; compare with kecs_abi_version() at run time. */
-#define KECS_ABI_VERSION 2
+#define KECS_ABI_VERSION 3
 
 /** A cluster manager (opaque). Create with kecs_manager_new, free with kecs_manager_free. */
 typedef struct kecs_manager kecs_manager_t;
@@ -91,6 +91,8 @@ typedef struct kecs_cancel kecs_cancel_t;
 
 /**
  * Result of every fallible function. The numbers are stable and never reused.
+ * Besides OK and PANIC they are the library's error codes (Rust `ErrorCode`,
+ * Go `Code`), number for number.
  */
 typedef enum {
   KECS_STATUS_OK = 0,
@@ -108,6 +110,11 @@ typedef enum {
    * A Rust panic was caught at the boundary; the message says where.
    */
   KECS_STATUS_PANIC = 11,
+  /**
+   * A node container exited (or was stopped) before it became ready, or a
+   * command run inside a node failed; the message names the node and step.
+   */
+  KECS_STATUS_NODE_FAILED = 12,
 } kecs_status_t;
 
 #ifdef __cplusplus
@@ -144,12 +151,17 @@ kecs_status_t kecs_manager_new(const char *config_json,
                                kecs_error_t **err);
 
 /**
- * Frees a manager and shuts its runtime down (waiting at most about a second
- * for background work). NULL is ignored. No call may be in flight on `m` and
- * `m` must not be used afterwards.
+ * Frees a manager. Calls in flight on `m` in other threads are cancelled
+ * first (they return KECS_STATUS_CANCELLED; a create removes what it made),
+ * and `kecs_manager_free` returns only once every one of them has returned and
+ * every rollback has finished — also one waiting for a Docker Engine that does
+ * not answer, up to the client's request timeout (120 s). Calls that start
+ * while it runs fail with KECS_STATUS_CANCELLED. Then the runtime is shut
+ * down. NULL is ignored. `m` must not be used once it has returned.
  *
  * # Safety
- * `m` is NULL or a pointer from `kecs_manager_new` not yet freed.
+ * `m` is NULL or a pointer from `kecs_manager_new` not yet freed (nor being
+ * freed by another thread).
  */
 void kecs_manager_free(kecs_manager_t *m);
 
@@ -157,7 +169,9 @@ void kecs_manager_free(kecs_manager_t *m);
  * Creates a cluster and blocks until it is ready (or fails, times out, or is
  * cancelled — in which case everything it created is removed). `options_json`
  * holds CreateOptions (camelCase; NULL = defaults). An existing cluster is not
- * an error (idempotent).
+ * an error (idempotent). A cancel returns within about a second even when the
+ * Docker Engine does not answer a request; the removal then finishes in the
+ * background once the engine answers (`kecs_manager_free` waits for it).
  *
  * # Safety
  * `m` from `kecs_manager_new`; strings NUL-terminated or NULL; `cancel` NULL or
@@ -439,7 +453,9 @@ kecs_cancel_t *kecs_cancel_new(void);
 
 /**
  * Cancels every call given this token: the call returns KECS_STATUS_CANCELLED
- * within about a second (a create rolls back first). Idempotent; callable from
+ * within about a second, also when the Docker Engine hangs (a create rolls back
+ * first; a rollback held up by a request the engine has not answered goes on in
+ * the background, and `kecs_manager_free` waits for it). Idempotent; callable from
  * any thread, also before the call starts (the call then fails at once). NULL
  * is ignored.
  *

@@ -3,12 +3,6 @@
 //! of containers through the archive API, making sure an image is present, and
 //! following a container's log stream to a line.
 
-use bollard::models::{ContainerInspectResponse, ContainerSummary};
-use bollard::query_parameters::{
-    CreateImageOptions, DownloadFromContainerOptions, InspectContainerOptions,
-    ListContainersOptions, ListVolumesOptions, LogsOptions, RemoveContainerOptions,
-    RemoveVolumeOptions,
-};
 use bollard::Docker;
 use futures_util::StreamExt;
 use std::collections::{HashMap, VecDeque};
@@ -16,6 +10,12 @@ use std::io::Read;
 use std::time::Duration;
 
 use crate::docker_host::{self, DockerEndpoint};
+use crate::engine::models::{ContainerInspectResponse, ContainerSummary};
+use crate::engine::query::{
+    ListContainersOptions, ListVolumesOptions, LogsOptions, RemoveContainerOptions,
+};
+pub use crate::engine::ExecOutput;
+use crate::engine::{self, Engine, ExecRequest};
 use crate::error::{is_docker_not_found, Error, Result};
 use crate::guard::Guard;
 
@@ -84,7 +84,7 @@ pub fn label_filter(labels: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
 
 /// All containers (running or not) carrying every one of `labels`: one API call.
 pub async fn containers_with_labels(
-    docker: &Docker,
+    docker: &impl Engine,
     labels: &[(&str, &str)],
 ) -> Result<Vec<ContainerSummary>> {
     let opts = ListContainersOptions {
@@ -93,7 +93,7 @@ pub async fn containers_with_labels(
         ..Default::default()
     };
     docker
-        .list_containers(Some(opts))
+        .list_containers(opts)
         .await
         .map_err(|e| Error::docker("listing containers", e))
 }
@@ -113,33 +113,34 @@ pub fn summary_label<'a>(c: &'a ContainerSummary, key: &str) -> Option<&'a str> 
 
 /// Force-removes containers with their anonymous volumes, concurrently; a
 /// container that is already gone counts as removed.
-pub async fn remove_containers(docker: &Docker, names: &[String], guard: &Guard) -> Result<()> {
+pub async fn remove_containers(
+    docker: &impl Engine,
+    names: &[String],
+    guard: &Guard,
+) -> Result<()> {
     let removals = names.iter().map(|name| async move {
         let opts = RemoveContainerOptions {
             force: true,
             v: true,
             ..Default::default()
         };
-        match docker.remove_container(name, Some(opts)).await {
+        match docker.remove_container(name, opts).await {
             Ok(()) => {
                 guard.report(&format!("removed node {name}"));
                 Ok(())
             }
             Err(e) if is_docker_not_found(&e) => Ok(()),
             // 409 "removal already in progress" (a concurrent delete): gone soon
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            }) => Ok(()),
+            Err(e) if engine::status_code(&e) == Some(409) => Ok(()),
             Err(e) => Err(Error::docker(format!("removing container {name}"), e)),
         }
     });
-    let results = futures_util::future::join_all(removals).await;
-    results.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
+    engine::all_finish(removals).await.map(|_| ())
 }
 
 /// Removes every volume carrying all `labels` (used for the cluster's own volumes).
 pub async fn remove_volumes_with_labels(
-    docker: &Docker,
+    docker: &impl Engine,
     labels: &[(&str, &str)],
     guard: &Guard,
 ) -> Result<()> {
@@ -147,14 +148,11 @@ pub async fn remove_volumes_with_labels(
         filters: Some(label_filter(labels)),
     };
     let list = docker
-        .list_volumes(Some(opts))
+        .list_volumes(opts)
         .await
         .map_err(|e| Error::docker("listing volumes", e))?;
     for v in list.volumes.unwrap_or_default() {
-        match docker
-            .remove_volume(&v.name, Some(RemoveVolumeOptions { force: true }))
-            .await
-        {
+        match docker.remove_volume(&v.name, true).await {
             Ok(()) => guard.report(&format!("removed volume {}", v.name)),
             Err(e) if is_docker_not_found(&e) => {}
             Err(e) => return Err(Error::docker(format!("removing volume {}", v.name), e)),
@@ -163,9 +161,9 @@ pub async fn remove_volumes_with_labels(
     Ok(())
 }
 
-pub async fn inspect(docker: &Docker, container: &str) -> Result<ContainerInspectResponse> {
+pub async fn inspect(docker: &impl Engine, container: &str) -> Result<ContainerInspectResponse> {
     docker
-        .inspect_container(container, None::<InspectContainerOptions>)
+        .inspect_container(container)
         .await
         .map_err(|e| Error::docker(format!("inspecting container {container}"), e))
 }
@@ -183,17 +181,11 @@ pub fn published_port(info: &ContainerInspectResponse, port: &str) -> Option<u16
 }
 
 /// Reads one file out of a container through the archive API (a tar stream).
-pub async fn read_file(docker: &Docker, container: &str, path: &str) -> Result<Vec<u8>> {
-    let opts = DownloadFromContainerOptions {
-        path: path.to_string(),
-    };
-    let mut stream = docker.download_from_container(container, Some(opts));
-    let mut tarball = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| Error::docker(format!("copying {path} out of {container}"), e))?;
-        tarball.extend_from_slice(&chunk);
-    }
+pub async fn read_file(docker: &impl Engine, container: &str, path: &str) -> Result<Vec<u8>> {
+    let tarball = docker
+        .download_archive(container, path)
+        .await
+        .map_err(|e| Error::docker(format!("copying {path} out of {container}"), e))?;
     let mut archive = tar::Archive::new(tarball.as_slice());
     let entries = archive
         .entries()
@@ -216,19 +208,15 @@ pub async fn read_file(docker: &Docker, container: &str, path: &str) -> Result<V
 
 /// Makes sure `image` is present: used as is when local, else pulled. Fails with
 /// ImageUnavailable before anything of the cluster exists.
-pub async fn ensure_image(docker: &Docker, image: &str, guard: &Guard) -> Result<()> {
+pub async fn ensure_image(docker: &impl Engine, image: &str, guard: &Guard) -> Result<()> {
     match docker.inspect_image(image).await {
         Ok(_) => return Ok(()),
         Err(e) if is_docker_not_found(&e) => {}
         Err(e) => return Err(Error::docker(format!("inspecting image {image}"), e)),
     }
     guard.report(&format!("pulling image {image}"));
-    let opts = CreateImageOptions {
-        from_image: Some(image.to_string()),
-        ..Default::default()
-    };
     let pull = async {
-        let mut stream = docker.create_image(Some(opts), None, None);
+        let mut stream = docker.pull_image(image);
         while let Some(item) = stream.next().await {
             match item {
                 Ok(info) => {
@@ -277,7 +265,7 @@ fn exit_description(info: &ContainerInspectResponse) -> String {
 /// beginning) until a line contains one of `needles` (case-insensitive). Fails,
 /// naming the exit code and the last lines, when the container stops first.
 pub async fn wait_for_log_line(
-    docker: &Docker,
+    docker: &impl Engine,
     container: &str,
     needles: &[&str],
     since: i64,
@@ -290,7 +278,7 @@ pub async fn wait_for_log_line(
 /// previous run's lines, even those of the same second, never count. Docker's
 /// zero time (`0001-01-01…`, never ran) counts every line.
 pub async fn wait_for_log_line_after(
-    docker: &Docker,
+    docker: &impl Engine,
     container: &str,
     needles: &[&str],
     after: &str,
@@ -328,7 +316,7 @@ pub fn parse_timestamp(rfc3339: &str) -> Option<(i64, u32)> {
 }
 
 async fn follow_log_to_line(
-    docker: &Docker,
+    docker: &impl Engine,
     container: &str,
     needles: &[&str],
     since: i64,
@@ -343,7 +331,7 @@ async fn follow_log_to_line(
         timestamps: after.is_some(),
         ..Default::default()
     };
-    let mut stream = docker.logs(container, Some(opts));
+    let mut stream = docker.logs(container, opts);
     let mut pending = String::new();
     let mut tail: VecDeque<String> = VecDeque::new();
     let check_line = |line: &str, tail: &mut VecDeque<String>| -> bool {
@@ -372,7 +360,7 @@ async fn follow_log_to_line(
     while let Some(item) = stream.next().await {
         let out =
             item.map_err(|e| Error::docker(format!("following the log of {container}"), e))?;
-        pending.push_str(&String::from_utf8_lossy(&out.into_bytes()));
+        pending.push_str(&String::from_utf8_lossy(&out));
         while let Some(pos) = pending.find('\n') {
             let line: String = pending.drain(..=pos).collect();
             if check_line(&line, &mut tail) {
@@ -392,14 +380,14 @@ async fn follow_log_to_line(
     } else {
         format!("last log lines: {}", Vec::from(tail).join(" | "))
     };
-    Err(Error::Internal(format!(
+    Err(Error::NodeFailed(format!(
         "node {container} stopped before it was ready ({how}); {last}"
     )))
 }
 
 /// The container this process runs in, when it runs in one we can identify
 /// (Docker sets the hostname to the short container ID).
-pub async fn self_container(docker: &Docker) -> Option<String> {
+pub async fn self_container(docker: &impl Engine) -> Option<String> {
     if !std::path::Path::new("/.dockerenv").exists() {
         return None;
     }
@@ -410,91 +398,35 @@ pub async fn self_container(docker: &Docker) -> Option<String> {
     if hostname.is_empty() {
         return None;
     }
-    let info = docker
-        .inspect_container(&hostname, None::<InspectContainerOptions>)
-        .await
-        .ok()?;
+    let info = docker.inspect_container(&hostname).await.ok()?;
     info.id
-}
-
-/// What an exec in a container printed and how it ended.
-#[derive(Debug, Clone)]
-pub struct ExecOutput {
-    pub exit_code: i64,
-    /// stdout and stderr, interleaved as the process wrote them.
-    pub output: String,
 }
 
 /// Runs `cmd` in `container` through the Engine's exec API (no Docker CLI),
 /// writing `stdin` (then closing it) when given, and collects its output.
 /// `privileged` follows the nodes' own setting (kind execs privileged).
 pub async fn exec(
-    docker: &Docker,
+    docker: &impl Engine,
     container: &str,
     cmd: &[&str],
     stdin: Option<&[u8]>,
     privileged: bool,
 ) -> Result<ExecOutput> {
-    use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
-    use tokio::io::AsyncWriteExt;
-    let what = || format!("running `{}` in {container}", cmd.join(" "));
-    let opts = CreateExecOptions::<String> {
-        cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-        attach_stdin: Some(stdin.is_some()),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        tty: Some(false),
-        privileged: Some(privileged),
-        ..Default::default()
+    let request = ExecRequest {
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        stdin: stdin.map(<[u8]>::to_vec),
+        privileged,
     };
-    let id = docker
-        .create_exec(container, opts)
+    docker
+        .exec(container, request)
         .await
-        .map_err(|e| Error::docker(what(), e))?
-        .id;
-    let started = docker
-        .start_exec(
-            &id,
-            Some(StartExecOptions {
-                detach: false,
-                ..Default::default()
-            }),
-        )
-        .await
-        .map_err(|e| Error::docker(what(), e))?;
-    let mut output = String::new();
-    if let StartExecResults::Attached {
-        output: mut stream,
-        mut input,
-    } = started
-    {
-        if let Some(data) = stdin {
-            input
-                .write_all(data)
-                .await
-                .map_err(|e| Error::io(what(), e))?;
-            input.shutdown().await.map_err(|e| Error::io(what(), e))?;
-        }
-        drop(input);
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| Error::docker(what(), e))?;
-            output.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-        }
-    }
-    let info = docker
-        .inspect_exec(&id)
-        .await
-        .map_err(|e| Error::docker(what(), e))?;
-    Ok(ExecOutput {
-        exit_code: info.exit_code.unwrap_or(-1),
-        output,
-    })
+        .map_err(|e| Error::docker(format!("running `{}` in {container}", cmd.join(" ")), e))
 }
 
 /// `exec` that fails unless the command exits 0; the error carries the command,
 /// its exit code and the tail of its output.
 pub async fn exec_ok(
-    docker: &Docker,
+    docker: &impl Engine,
     container: &str,
     cmd: &[&str],
     stdin: Option<&[u8]>,
@@ -506,7 +438,7 @@ pub async fn exec_ok(
     }
     let lines: Vec<&str> = out.output.lines().collect();
     let tail = lines[lines.len().saturating_sub(8)..].join(" | ");
-    Err(Error::Internal(format!(
+    Err(Error::NodeFailed(format!(
         "`{}` in {container} exited with code {}: {}",
         cmd.join(" "),
         out.exit_code,
@@ -520,18 +452,10 @@ pub async fn exec_ok(
 
 /// Stops a container (the engine's default grace period and the image's stop
 /// signal, as `docker stop` without `-t`); one already stopped is fine.
-pub async fn stop_container(docker: &Docker, container: &str) -> Result<()> {
-    match docker
-        .stop_container(
-            container,
-            None::<bollard::query_parameters::StopContainerOptions>,
-        )
-        .await
-    {
+pub async fn stop_container(docker: &impl Engine, container: &str) -> Result<()> {
+    match docker.stop_container(container).await {
         Ok(()) => Ok(()),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 304, ..
-        }) => Ok(()),
+        Err(e) if engine::status_code(&e) == Some(304) => Ok(()),
         Err(e) => Err(Error::docker(format!("stopping {container}"), e)),
     }
 }
@@ -550,7 +474,7 @@ pub fn free_host_port(ip: std::net::IpAddr) -> Result<u16> {
 /// Writes one file into a container through the archive API (a one-entry tar),
 /// as k3d writes its files before a node's first start.
 pub async fn write_file(
-    docker: &Docker,
+    docker: &impl Engine,
     container: &str,
     path: &str,
     content: &[u8],
@@ -571,16 +495,8 @@ pub async fn write_file(
         .append_data(&mut header, path.trim_start_matches('/'), content)
         .map_err(|e| Error::io(what(), e))?;
     let tarball = builder.into_inner().map_err(|e| Error::io(what(), e))?;
-    let opts = bollard::query_parameters::UploadToContainerOptions {
-        path: "/".into(),
-        ..Default::default()
-    };
     docker
-        .upload_to_container(
-            container,
-            Some(opts),
-            bollard::body_full(bytes::Bytes::from(tarball)),
-        )
+        .upload_archive(container, tarball)
         .await
         .map_err(|e| Error::docker(what(), e))
 }
@@ -588,13 +504,13 @@ pub async fn write_file(
 /// The exit code of `container`'s last exit since `since` (Unix seconds), from
 /// the engine's `die` events: a node restarted by its restart policy shows
 /// "running" again, but its event says how it ended.
-pub async fn last_exit_code(docker: &Docker, container: &str, since: i64) -> Option<i64> {
+pub async fn last_exit_code(docker: &impl Engine, container: &str, since: i64) -> Option<i64> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .ok()?
         .as_secs()
         + 1;
-    let opts = bollard::query_parameters::EventsOptions {
+    let opts = crate::engine::query::EventsOptions {
         since: Some(since.to_string()),
         until: Some(now.to_string()),
         filters: Some(HashMap::from([
@@ -602,7 +518,7 @@ pub async fn last_exit_code(docker: &Docker, container: &str, since: i64) -> Opt
             ("event".to_string(), vec!["die".to_string()]),
         ])),
     };
-    let mut events = docker.events(Some(opts));
+    let mut events = docker.events(opts);
     let mut code = None;
     while let Some(Ok(ev)) = events.next().await {
         if let Some(c) = ev

@@ -8,6 +8,12 @@ pub(crate) mod merge;
 
 pub use merge::{default_path, LOCK_WAIT};
 
+/// The pure part of the merge, on parsed documents (for the fuzz targets).
+#[doc(hidden)]
+pub mod merge_pure {
+    pub use super::merge::{merge_doc, unmerge_doc, Owner};
+}
+
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,13 +34,27 @@ fn parse(yaml: &str) -> Result<Value> {
         .map_err(|e| Error::Internal(format!("kubeconfig from the node is not valid YAML: {e}")))
 }
 
-fn first_entry<'a>(doc: &'a mut Value, list: &str) -> Result<&'a mut Value> {
-    let entries = doc
+/// The first entry of `list`, a mapping whose `body` (`cluster:`, `user:`,
+/// `context:`) is a mapping too (made empty when absent): anything else is a
+/// malformed kubeconfig, an error rather than a panic on assignment.
+fn first_entry<'a>(doc: &'a mut Value, list: &str, body: &str) -> Result<&'a mut Value> {
+    let malformed = || Error::Internal(format!("kubeconfig from the node has no {list}"));
+    let entry = doc
         .get_mut(list)
         .and_then(Value::as_array_mut)
-        .filter(|a| !a.is_empty())
-        .ok_or_else(|| Error::Internal(format!("kubeconfig from the node has no {list}")))?;
-    Ok(&mut entries[0])
+        .and_then(|a| a.first_mut())
+        .filter(|e| e.is_object())
+        .ok_or_else(malformed)?;
+    let inner = &mut entry[body];
+    if inner.is_null() {
+        *inner = json!({});
+    }
+    if !inner.is_object() {
+        return Err(Error::Internal(format!(
+            "kubeconfig from the node: the first of its {list} has a {body} that is not a mapping"
+        )));
+    }
+    Ok(entry)
 }
 
 /// Renames the kubeconfig's (single) cluster, context and user and points the
@@ -42,13 +62,13 @@ fn first_entry<'a>(doc: &'a mut Value, list: &str) -> Result<&'a mut Value> {
 pub fn rewrite(raw: &str, names: &EntryNames, server: &str) -> Result<String> {
     let mut doc = parse(raw)?;
     {
-        let cluster = first_entry(&mut doc, "clusters")?;
+        let cluster = first_entry(&mut doc, "clusters", "cluster")?;
         cluster["name"] = json!(names.cluster);
         cluster["cluster"]["server"] = json!(server);
     }
-    first_entry(&mut doc, "users")?["name"] = json!(names.user);
+    first_entry(&mut doc, "users", "user")?["name"] = json!(names.user);
     {
-        let ctx = first_entry(&mut doc, "contexts")?;
+        let ctx = first_entry(&mut doc, "contexts", "context")?;
         ctx["name"] = json!(names.context);
         ctx["context"]["cluster"] = json!(names.cluster);
         ctx["context"]["user"] = json!(names.user);

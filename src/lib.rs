@@ -41,6 +41,7 @@
 pub mod config;
 pub mod docker;
 pub mod docker_host;
+pub mod engine;
 pub mod error;
 pub mod ffi;
 pub mod guard;

@@ -371,274 +371,259 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<ExitCode, kecs_clust
         }));
     }
     let bad = |m: String| kecs_cluster::Error::InvalidArgument(m);
-    match cli.command {
-        Command::Create {
-            name,
-            servers,
-            agents,
-            env,
-            ports,
-            k3s_args,
-            api_port,
-            timeout,
-            no_wait,
-            no_lb,
-            registry_create,
-            registry_use,
-            kubeconfig_update_default,
-            kubeconfig_switch_context,
-        } => {
-            let create = match registry_create {
-                Some(spec) => {
-                    let (name, port) = match spec.split_once(':') {
-                        Some((n, p)) => (n.to_string(), parse_registry_port(p).map_err(bad)?.1),
-                        None => (spec.clone(), 0),
-                    };
-                    Some(RegistryCreate {
-                        name,
-                        host_port: port,
-                        ..Default::default()
-                    })
-                }
-                None => None,
-            };
-            let registry =
-                (create.is_some() || !registry_use.is_empty()).then_some(RegistryOptions {
-                    create,
-                    use_existing: registry_use,
-                });
-            let env = env
-                .iter()
-                .map(|kv| {
-                    kv.split_once('=')
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .ok_or_else(|| bad(format!("invalid --env {kv:?}: use K=V")))
-                })
-                .collect::<Result<_, _>>()?;
-            let ports = ports
-                .iter()
-                .map(|p| parse_port_spec(p))
-                .collect::<Result<_, _>>()?;
-            let opts = CreateOptions {
+    let outcome = async {
+        match cli.command {
+            Command::Create {
+                name,
                 servers,
                 agents,
                 env,
                 ports,
                 k3s_args,
                 api_port,
-                wait_ready: !no_wait,
-                timeout_ms: timeout.as_millis() as u64,
-                load_balancer: no_lb.then_some(false),
-                registry,
-                ..Default::default()
-            };
-            let info = manager.create(&name, &opts, &cancel).await?;
-            if !cli.quiet {
-                eprintln!(
-                    "cluster {} is {}; kubeconfig: {}",
-                    info.name, info.status, info.kubeconfig_path
-                );
-            }
-            if kubeconfig_update_default {
-                // as in k3d, the cluster stands even when the merge fails: a
-                // warning, and its own kubeconfig file is there
-                match manager
-                    .merge_kubeconfig(&name, None, kubeconfig_switch_context, &cancel)
-                    .await
-                {
-                    Ok(path) if !cli.quiet => eprintln!(
-                        "merged into {}{}",
-                        path.display(),
-                        if kubeconfig_switch_context {
-                            " (now kubectl's current context)"
-                        } else {
-                            ""
-                        }
-                    ),
-                    Ok(_) => {}
-                    Err(e) => eprintln!("warning: not merged into the default kubeconfig: {e}"),
-                }
-            } else if !cli.quiet {
-                eprintln!("use it with: export KUBECONFIG={}", info.kubeconfig_path);
-            }
-        }
-        Command::Delete { name } => {
-            manager.delete(&name, &cancel).await?;
-            // as in k3d: the cluster is gone; entries left behind only warn
-            if let Err(e) = manager.unmerge_kubeconfig(&name, None, &cancel).await {
-                eprintln!("warning: the default kubeconfig still has the cluster's entries: {e}");
-            }
-        }
-        Command::Exists { name } => {
-            return Ok(if manager.exists(&name, &cancel).await? {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            });
-        }
-        Command::List { output } => {
-            print_as(output, &manager.list(&cancel).await?, |l| print_table(l))
-        }
-        Command::Info { name, output } => {
-            print_as(output, &manager.info(&name, &cancel).await?, print_info)
-        }
-        Command::Kubeconfig { command, name } => match (command, name) {
-            (Some(KubeconfigCommand::Get { name }), _) | (None, Some(name)) => {
-                print!("{}", manager.kubeconfig(&name, &cancel).await?)
-            }
-            (
-                Some(KubeconfigCommand::Merge {
-                    name,
-                    output,
-                    switch_context,
-                }),
-                _,
-            ) => {
-                let path = manager
-                    .merge_kubeconfig(&name, output.as_deref(), switch_context, &cancel)
-                    .await?;
-                println!("{}", path.display());
-            }
-            (None, None) => return Err(bad("kubeconfig: give a cluster name".into())),
-        },
-        Command::Completion { .. } | Command::Version => {
-            unreachable!("handled before the manager is made")
-        }
-        Command::Registry { command } => match command {
-            RegistryCommand::Create { name, port, alias } => {
-                let (host_ip, host_port) = match port {
-                    Some(p) => parse_registry_port(&p).map_err(bad)?,
-                    None => (None, 0),
-                };
-                let r = manager
-                    .registry_create(
-                        &RegistryCreate {
-                            name: registry_name(&name),
-                            host_port,
-                            host_ip,
-                            aliases: alias,
-                        },
-                        &cancel,
-                    )
-                    .await?;
-                println!(
-                    "{} on {}:{} (push to localhost:{}/IMAGE)",
-                    r.name, r.host_ip, r.host_port, r.host_port
-                );
-            }
-            RegistryCommand::Delete { name } => {
-                let exact = manager.registry_get(&name, &cancel).await.is_ok();
-                let name = if exact { name } else { registry_name(&name) };
-                manager.registry_delete(&name, &cancel).await?
-            }
-            RegistryCommand::List { output } => {
-                let list = manager.registry_list(&cancel).await?;
-                print_as(output, &list, |list| {
-                    println!("{:<30} {:<22} {:<8} CLUSTER", "NAME", "HOST", "STATE");
-                    for r in list {
-                        println!(
-                            "{:<30} {:<22} {:<8} {}",
-                            r.name,
-                            format!("{}:{}", r.host_ip, r.host_port),
-                            if r.running { "running" } else { "stopped" },
-                            r.cluster
-                        );
-                    }
-                })
-            }
-            RegistryCommand::Connect {
-                registry,
-                cluster,
                 timeout,
+                no_wait,
+                no_lb,
+                registry_create,
+                registry_use,
+                kubeconfig_update_default,
+                kubeconfig_switch_context,
             } => {
-                let exact = manager.registry_get(&registry, &cancel).await.is_ok();
-                let registry = if exact {
-                    registry
-                } else {
-                    registry_name(&registry)
-                };
-                manager
-                    .registry_connect(&registry, &cluster, timeout, &cancel)
-                    .await?
-            }
-        },
-        Command::Port { command } => match command {
-            PortCommand::Add { name, spec } => {
-                let p = manager
-                    .port_add(&name, &parse_port_spec(&spec)?, &cancel)
-                    .await?;
-                println!(
-                    "{}:{} -> {}/{}",
-                    p.host_ip, p.host_port, p.container_port, p.protocol
-                );
-            }
-            PortCommand::Remove { name, port } => {
-                let (port, protocol) = port.split_once('/').unwrap_or((&port, "tcp"));
-                let port: u16 = port
-                    .parse()
-                    .map_err(|_| bad(format!("invalid port {port:?}: use HOSTPORT[/udp]")))?;
-                manager.port_remove(&name, port, protocol, &cancel).await?;
-            }
-            PortCommand::List { name, output } => {
-                let ports = manager.ports(&name, &cancel).await?;
-                print_as(output, &ports, |ports| {
-                    println!("{:<22} {:<10} {:<6} CONTAINER", "HOST", "TO", "PROTO");
-                    for p in ports {
-                        println!(
-                            "{:<22} {:<10} {:<6} {}{}",
-                            format!("{}:{}", p.host_ip, p.host_port),
-                            p.container_port,
-                            p.protocol,
-                            p.container,
-                            if p.added { " (added)" } else { "" }
-                        );
+                let create = match registry_create {
+                    Some(spec) => {
+                        let (name, port) = match spec.split_once(':') {
+                            Some((n, p)) => (n.to_string(), parse_registry_port(p).map_err(bad)?.1),
+                            None => (spec.clone(), 0),
+                        };
+                        Some(RegistryCreate {
+                            name,
+                            host_port: port,
+                            ..Default::default()
+                        })
                     }
-                })
+                    None => None,
+                };
+                let registry =
+                    (create.is_some() || !registry_use.is_empty()).then_some(RegistryOptions {
+                        create,
+                        use_existing: registry_use,
+                    });
+                let env = env
+                    .iter()
+                    .map(|kv| {
+                        kv.split_once('=')
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .ok_or_else(|| bad(format!("invalid --env {kv:?}: use K=V")))
+                    })
+                    .collect::<Result<_, _>>()?;
+                let ports = ports
+                    .iter()
+                    .map(|p| parse_port_spec(p))
+                    .collect::<Result<_, _>>()?;
+                let opts = CreateOptions {
+                    servers,
+                    agents,
+                    env,
+                    ports,
+                    k3s_args,
+                    api_port,
+                    wait_ready: !no_wait,
+                    timeout_ms: timeout.as_millis() as u64,
+                    load_balancer: no_lb.then_some(false),
+                    registry,
+                    ..Default::default()
+                };
+                let info = manager.create(&name, &opts, &cancel).await?;
+                if !cli.quiet {
+                    eprintln!(
+                        "cluster {} is {}; kubeconfig: {}",
+                        info.name, info.status, info.kubeconfig_path
+                    );
+                }
+                if kubeconfig_update_default {
+                    // as in k3d, the cluster stands even when the merge fails: a
+                    // warning, and its own kubeconfig file is there
+                    match manager
+                        .merge_kubeconfig(&name, None, kubeconfig_switch_context, &cancel)
+                        .await
+                    {
+                        Ok(path) if !cli.quiet => eprintln!(
+                            "merged into {}{}",
+                            path.display(),
+                            if kubeconfig_switch_context {
+                                " (now kubectl's current context)"
+                            } else {
+                                ""
+                            }
+                        ),
+                        Ok(_) => {}
+                        Err(e) => eprintln!("warning: not merged into the default kubeconfig: {e}"),
+                    }
+                } else if !cli.quiet {
+                    eprintln!("use it with: export KUBECONFIG={}", info.kubeconfig_path);
+                }
             }
-        },
-        Command::Stop { name } => manager.stop(&name, &cancel).await?,
-        Command::Start { name, timeout } => manager.start(&name, timeout, &cancel).await?,
-        Command::Wait { name, timeout } => manager.wait_ready(&name, timeout, &cancel).await?,
+            Command::Delete { name } => {
+                manager.delete(&name, &cancel).await?;
+                // as in k3d: the cluster is gone; entries left behind only warn
+                if let Err(e) = manager.unmerge_kubeconfig(&name, None, &cancel).await {
+                    eprintln!(
+                        "warning: the default kubeconfig still has the cluster's entries: {e}"
+                    );
+                }
+            }
+            Command::Exists { name } => {
+                return Ok(if manager.exists(&name, &cancel).await? {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                });
+            }
+            Command::List { output } => {
+                print_as(output, &manager.list(&cancel).await?, |l| print_table(l))
+            }
+            Command::Info { name, output } => {
+                print_as(output, &manager.info(&name, &cancel).await?, print_info)
+            }
+            Command::Kubeconfig { command, name } => match (command, name) {
+                (Some(KubeconfigCommand::Get { name }), _) | (None, Some(name)) => {
+                    print!("{}", manager.kubeconfig(&name, &cancel).await?)
+                }
+                (
+                    Some(KubeconfigCommand::Merge {
+                        name,
+                        output,
+                        switch_context,
+                    }),
+                    _,
+                ) => {
+                    let path = manager
+                        .merge_kubeconfig(&name, output.as_deref(), switch_context, &cancel)
+                        .await?;
+                    println!("{}", path.display());
+                }
+                (None, None) => return Err(bad("kubeconfig: give a cluster name".into())),
+            },
+            Command::Completion { .. } | Command::Version => {
+                unreachable!("handled before the manager is made")
+            }
+            Command::Registry { command } => match command {
+                RegistryCommand::Create { name, port, alias } => {
+                    let (host_ip, host_port) = match port {
+                        Some(p) => parse_registry_port(&p).map_err(bad)?,
+                        None => (None, 0),
+                    };
+                    let r = manager
+                        .registry_create(
+                            &RegistryCreate {
+                                name: registry_name(&name),
+                                host_port,
+                                host_ip,
+                                aliases: alias,
+                            },
+                            &cancel,
+                        )
+                        .await?;
+                    println!(
+                        "{} on {}:{} (push to localhost:{}/IMAGE)",
+                        r.name, r.host_ip, r.host_port, r.host_port
+                    );
+                }
+                RegistryCommand::Delete { name } => {
+                    let exact = manager.registry_get(&name, &cancel).await.is_ok();
+                    let name = if exact { name } else { registry_name(&name) };
+                    manager.registry_delete(&name, &cancel).await?
+                }
+                RegistryCommand::List { output } => {
+                    let list = manager.registry_list(&cancel).await?;
+                    print_as(output, &list, |list| {
+                        println!("{:<30} {:<22} {:<8} CLUSTER", "NAME", "HOST", "STATE");
+                        for r in list {
+                            println!(
+                                "{:<30} {:<22} {:<8} {}",
+                                r.name,
+                                format!("{}:{}", r.host_ip, r.host_port),
+                                if r.running { "running" } else { "stopped" },
+                                r.cluster
+                            );
+                        }
+                    })
+                }
+                RegistryCommand::Connect {
+                    registry,
+                    cluster,
+                    timeout,
+                } => {
+                    let exact = manager.registry_get(&registry, &cancel).await.is_ok();
+                    let registry = if exact {
+                        registry
+                    } else {
+                        registry_name(&registry)
+                    };
+                    manager
+                        .registry_connect(&registry, &cluster, timeout, &cancel)
+                        .await?
+                }
+            },
+            Command::Port { command } => match command {
+                PortCommand::Add { name, spec } => {
+                    let p = manager
+                        .port_add(&name, &parse_port_spec(&spec)?, &cancel)
+                        .await?;
+                    println!(
+                        "{}:{} -> {}/{}",
+                        p.host_ip, p.host_port, p.container_port, p.protocol
+                    );
+                }
+                PortCommand::Remove { name, port } => {
+                    let (port, protocol) = port.split_once('/').unwrap_or((&port, "tcp"));
+                    let port: u16 = port
+                        .parse()
+                        .map_err(|_| bad(format!("invalid port {port:?}: use HOSTPORT[/udp]")))?;
+                    manager.port_remove(&name, port, protocol, &cancel).await?;
+                }
+                PortCommand::List { name, output } => {
+                    let ports = manager.ports(&name, &cancel).await?;
+                    print_as(output, &ports, |ports| {
+                        println!("{:<22} {:<10} {:<6} CONTAINER", "HOST", "TO", "PROTO");
+                        for p in ports {
+                            println!(
+                                "{:<22} {:<10} {:<6} {}{}",
+                                format!("{}:{}", p.host_ip, p.host_port),
+                                p.container_port,
+                                p.protocol,
+                                p.container,
+                                if p.added { " (added)" } else { "" }
+                            );
+                        }
+                    })
+                }
+            },
+            Command::Stop { name } => manager.stop(&name, &cancel).await?,
+            Command::Start { name, timeout } => manager.start(&name, timeout, &cancel).await?,
+            Command::Wait { name, timeout } => manager.wait_ready(&name, timeout, &cancel).await?,
+        }
+        Ok(ExitCode::SUCCESS)
     }
-    Ok(ExitCode::SUCCESS)
+    .await;
+    // a rollback still waiting on the engine (Ctrl-C during a create) finishes
+    // on this runtime before the process exits
+    manager.shutdown().await;
+    outcome
 }
 
-/// The process exit status for each library error code: 10 + the code's C
-/// status number. 0 is success, 1 is `exists` saying no, 2 a usage error
-/// (clap's). The help text's table is made from this.
+/// The process exit status for each library error code: 10 + the code's number
+/// (its C status number). 0 is success, 1 is `exists` saying no, 2 a usage
+/// error (clap's). The help text's table is made from this.
 fn exit_status(code: ErrorCode) -> u8 {
-    10 + match code {
-        ErrorCode::InvalidArgument => 1,
-        ErrorCode::NotFound => 2,
-        ErrorCode::AlreadyExists => 3,
-        ErrorCode::DockerUnavailable => 4,
-        ErrorCode::ImageUnavailable => 5,
-        ErrorCode::Timeout => 6,
-        ErrorCode::Cancelled => 7,
-        ErrorCode::Kubernetes => 8,
-        ErrorCode::Io => 9,
-        ErrorCode::Internal => 10,
-    }
+    10 + code as u8
 }
-
-const ERROR_CODES: [ErrorCode; 10] = [
-    ErrorCode::InvalidArgument,
-    ErrorCode::NotFound,
-    ErrorCode::AlreadyExists,
-    ErrorCode::DockerUnavailable,
-    ErrorCode::ImageUnavailable,
-    ErrorCode::Timeout,
-    ErrorCode::Cancelled,
-    ErrorCode::Kubernetes,
-    ErrorCode::Io,
-    ErrorCode::Internal,
-];
 
 fn exit_status_help() -> String {
     let mut help = String::from(
         "Exit status:\n  0   success\n  1   `exists`: the cluster does not exist\n  2   usage error (bad flags or arguments)\n",
     );
-    for code in ERROR_CODES {
+    for code in ErrorCode::all() {
         help.push_str(&format!("  {:<3} {}\n", exit_status(code), code.as_str()));
     }
     help.push_str(&format!(
@@ -708,16 +693,20 @@ mod tests {
 
     #[test]
     fn every_error_code_has_its_own_exit_status() {
-        let mut seen: Vec<u8> = ERROR_CODES.iter().map(|&c| exit_status(c)).collect();
+        let mut seen: Vec<u8> = ErrorCode::all().iter().map(|&c| exit_status(c)).collect();
         seen.sort();
         seen.dedup();
-        assert_eq!(seen.len(), ERROR_CODES.len());
+        assert_eq!(seen.len(), ErrorCode::all().len());
         assert!(
             seen.iter().all(|&s| s > 2),
             "0, 1 and 2 have other meanings"
         );
+        // documented numbers: scripts depend on them
+        assert_eq!(exit_status(ErrorCode::InvalidArgument), 11);
+        assert_eq!(exit_status(ErrorCode::Internal), 20);
+        assert_eq!(exit_status(ErrorCode::NodeFailed), 22);
         let help = exit_status_help();
-        for code in ERROR_CODES {
+        for code in ErrorCode::all() {
             assert!(help.contains(&format!("{:<3} {}", exit_status(code), code.as_str())));
         }
     }

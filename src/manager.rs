@@ -2,19 +2,33 @@
 //! (connected lazily, API version negotiated once), normalises and validates
 //! names before any Docker call, serialises operations on the same cluster,
 //! writes and removes kubeconfig files, and dispatches to the provider.
+//!
+//! Every operation that changes something (create, delete, stop, start, ports,
+//! registries) runs as a task on the caller's tokio runtime, counted so that
+//! [`ClusterManager::shutdown`] can wait for it. The caller's future only waits
+//! for that task: when the caller cancels, the task is cancelled too and given
+//! [`CANCEL_GRACE`] to finish (a create removes what it made); a task still
+//! inside a Docker request that has not been answered then goes on in the
+//! background, and a create rolls back as soon as the engine answers. Dropping
+//! the caller's future cancels the task the same way, and a panic inside a
+//! create is caught and rolled back, so no path skips the rollback.
 
 use bollard::Docker;
+use futures_util::FutureExt;
 use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::OnceCell;
+use tokio::sync::{watch, OnceCell};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ClusterManagerConfig, ResolvedConfig};
 use crate::docker;
 use crate::error::{Error, Result};
-use crate::guard::{Guard, Reporter};
+use crate::guard::{Guard, Reporter, StepLog};
 use crate::kubeconfig;
 use crate::names;
 use crate::options::{validate_runtime_port, CreateOptions, CreatePlan, PortMapping};
@@ -33,19 +47,87 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 const PORT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long `info` waits for the API server's /version before leaving it empty.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a cancelled operation's caller waits for the operation to stop (a
+/// create: to remove what it made) before returning `Cancelled` and leaving the
+/// rest to the background. Ordinary cancels finish well within it, so they
+/// return with everything removed; only a Docker request the engine does not
+/// answer makes a caller return first.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(1);
 
 /// Creates, deletes and inspects clusters: the library's entry point. One per
 /// configuration; `Send + Sync`, so share it (`Arc`) between tasks. Operations
 /// on the same cluster name are serialised; on different names they run
 /// concurrently. Every operation takes a [`CancellationToken`]: cancelling it
-/// ends the operation with `Cancelled` (a create first removes what it made).
+/// ends the operation with `Cancelled` (a create first removes what it made) —
+/// within about [`CANCEL_GRACE`] even when the Docker Engine hangs. Methods must
+/// be called from inside a tokio runtime; operations that change something run
+/// as tasks on it. Call [`shutdown`](Self::shutdown) before dropping the
+/// runtime to let background rollbacks finish.
 pub struct ClusterManager {
+    shared: Arc<Shared>,
+    reporter: Option<Reporter>,
+    /// Set on the handle an operation's task runs with: where its guards
+    /// record the step they are at, so a caller that stops waiting can say it.
+    steps: Option<StepLog>,
+}
+
+/// What the manager and the tasks of its operations share.
+struct Shared {
     config: ResolvedConfig,
     provider: AnyProvider,
     docker: OnceCell<Docker>,
     self_container: OnceCell<Option<String>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    reporter: Option<Reporter>,
+    /// Cancelled by `shutdown`: every operation's token descends from it.
+    closing: CancellationToken,
+    /// Operations running as tasks, and whether new ones are refused.
+    ops: watch::Sender<Ops>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Ops {
+    running: usize,
+    closed: bool,
+}
+
+impl Shared {
+    fn new(config: ResolvedConfig) -> Result<Shared> {
+        let provider = AnyProvider::for_kind(config.provider)?;
+        Ok(Shared {
+            config,
+            provider,
+            docker: OnceCell::new(),
+            self_container: OnceCell::new(),
+            locks: Mutex::new(HashMap::new()),
+            closing: CancellationToken::new(),
+            ops: watch::Sender::new(Ops::default()),
+        })
+    }
+}
+
+/// One running operation, counted until it drops (when its task ends).
+struct OpTicket(Arc<Shared>);
+
+impl OpTicket {
+    /// None once the manager shuts down. Counting and the check happen under
+    /// one lock, so `shutdown` never misses an operation admitted before it.
+    fn admit(shared: &Arc<Shared>) -> Option<OpTicket> {
+        let mut admitted = false;
+        shared.ops.send_if_modified(|ops| {
+            admitted = !ops.closed;
+            if admitted {
+                ops.running += 1;
+            }
+            admitted
+        });
+        admitted.then(|| OpTicket(shared.clone()))
+    }
+}
+
+impl Drop for OpTicket {
+    fn drop(&mut self) {
+        self.0.ops.send_modify(|ops| ops.running -= 1);
+    }
 }
 
 impl ClusterManager {
@@ -80,14 +162,10 @@ impl ClusterManager {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<ClusterManager> {
         let config = config.resolve(env)?;
-        let provider = AnyProvider::for_kind(config.provider)?;
         Ok(ClusterManager {
-            config,
-            provider,
-            docker: OnceCell::new(),
-            self_container: OnceCell::new(),
-            locks: Mutex::new(HashMap::new()),
+            shared: Arc::new(Shared::new(config)?),
             reporter: None,
+            steps: None,
         })
     }
 
@@ -98,31 +176,36 @@ impl ClusterManager {
     }
 
     pub fn config(&self) -> &ResolvedConfig {
-        &self.config
+        &self.shared.config
     }
 
     /// The full cluster name for `name` (prefix added once), validated.
     pub fn cluster_name(&self, name: &str) -> Result<String> {
-        names::cluster_name(&self.config.name_prefix, name)
+        names::cluster_name(&self.shared.config.name_prefix, name)
     }
 
     /// `<kubeconfigPath>/<cluster>.config`; pure, no Docker call.
     pub fn kubeconfig_path(&self, name: &str) -> Result<PathBuf> {
         let cluster = self.cluster_name(name)?;
-        Ok(self.config.kubeconfig_dir.join(format!("{cluster}.config")))
+        Ok(self
+            .shared
+            .config
+            .kubeconfig_dir
+            .join(format!("{cluster}.config")))
     }
 
     fn host_kubeconfig_path(&self, cluster: &str) -> PathBuf {
-        self.config
+        self.shared
+            .config
             .kubeconfig_dir
             .join(format!("{cluster}.host.config"))
     }
 
     fn lock_for(&self, cluster: &str) -> NameLock<'_> {
-        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut locks = self.shared.locks.lock().unwrap_or_else(|p| p.into_inner());
         let lock = locks.entry(cluster.to_string()).or_default().clone();
         NameLock {
-            locks: &self.locks,
+            locks: &self.shared.locks,
             cluster: cluster.to_string(),
             lock,
         }
@@ -144,10 +227,11 @@ impl ClusterManager {
     }
 
     async fn docker(&self, guard: &Guard) -> Result<&Docker> {
-        let endpoint = &self.config.docker;
+        let endpoint = &self.shared.config.docker;
         guard
             .wait("connecting to the Docker Engine", async {
-                self.docker
+                self.shared
+                    .docker
                     .get_or_try_init(|| docker::connect_endpoint(endpoint))
                     .await
             })
@@ -155,8 +239,9 @@ impl ClusterManager {
     }
 
     async fn ctx<'a>(&'a self, docker: &'a Docker) -> ProviderCtx<'a> {
-        let me = if self.config.container_mode {
-            self.self_container
+        let me = if self.shared.config.container_mode {
+            self.shared
+                .self_container
                 .get_or_init(|| docker::self_container(docker))
                 .await
                 .as_deref()
@@ -165,13 +250,200 @@ impl ClusterManager {
         };
         ProviderCtx {
             docker,
-            config: &self.config,
+            config: &self.shared.config,
             self_container: me,
         }
     }
 
     fn guard(&self, subject: &str, cancel: &CancellationToken, timeout: Option<Duration>) -> Guard {
-        Guard::new(subject, cancel.clone(), timeout, self.reporter.clone())
+        let guard = Guard::new(subject, cancel.clone(), timeout, self.reporter.clone());
+        match &self.steps {
+            Some(steps) => guard.with_step_log(steps.clone()),
+            None => guard,
+        }
+    }
+
+    /// Another handle on the same manager, for a task: same connection, locks
+    /// and reporter; its guards record their steps in `steps`.
+    fn task_handle(&self, steps: Option<StepLog>) -> ClusterManager {
+        ClusterManager {
+            shared: self.shared.clone(),
+            reporter: self.reporter.clone(),
+            steps,
+        }
+    }
+
+    fn shut_down_error(&self, subject: &str) -> Error {
+        Error::Cancelled(format!(
+            "{subject}: the cluster manager is shut down (shutdown, kecs_manager_free or Close was called)"
+        ))
+    }
+
+    /// Runs an operation that changes something as a counted task on the
+    /// current runtime and waits for it. The task gets its own token (a child of
+    /// the manager's): the caller's cancel, the manager's shutdown and dropping
+    /// this future all cancel it. A cancelled task is waited for at most
+    /// [`CANCEL_GRACE`]; then the caller gets `Cancelled` naming the step the
+    /// task is at and `afterwards` (what the task still does), and the task goes
+    /// on until its Docker request is answered. Likewise a task still running
+    /// [`CANCEL_GRACE`] after its own `limit` (its guard's deadline, which it can
+    /// only see between requests) answers the caller `Timeout`. A panic in the
+    /// task becomes `Internal`.
+    async fn tracked<T, Fut>(
+        &self,
+        subject: &str,
+        cancel: &CancellationToken,
+        limit: Option<Duration>,
+        afterwards: &str,
+        op: impl FnOnce(ClusterManager, CancellationToken) -> Fut,
+    ) -> Result<T>
+    where
+        Fut: Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::Internal(format!(
+                "{subject}: ClusterManager operations run on the tokio runtime they are called from, and there is none"
+            ))
+        })?;
+        let Some(ticket) = OpTicket::admit(&self.shared) else {
+            return Err(self.shut_down_error(subject));
+        };
+        let token = self.shared.closing.child_token();
+        let steps = StepLog::default();
+        let work = op(self.task_handle(Some(steps.clone())), token.clone());
+        let mut task = runtime.spawn(async move {
+            let _ticket = ticket;
+            AssertUnwindSafe(work).catch_unwind().await
+        });
+        // the caller dropping this future cancels the work; the task's own
+        // error path then rolls back
+        let _cancel_on_drop = token.clone().drop_guard();
+        let closing = &self.shared.closing;
+        let stop_asked = async {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = closing.cancelled() => {}
+            }
+        };
+        let overdue = async {
+            match limit {
+                Some(limit) => tokio::time::sleep(limit + CANCEL_GRACE).await,
+                None => std::future::pending().await,
+            }
+        };
+        // what the caller is told when it stops waiting for the task
+        let left_running = |what: String| {
+            let step = steps.current();
+            // steps often start with the subject already
+            let step = step.strip_prefix(&format!("{subject}: ")).unwrap_or(&step);
+            let at = if step.is_empty() {
+                String::new()
+            } else {
+                format!(" while {step}")
+            };
+            format!(
+                "{subject}: {what}{at}; it had not finished {:.1}s later (a Docker request in flight is never abandoned, and the engine has not answered one yet, or the rollback is still running), so {afterwards}",
+                CANCEL_GRACE.as_secs_f64()
+            )
+        };
+        let joined = tokio::select! {
+            biased;
+            joined = &mut task => joined,
+            () = stop_asked => {
+                token.cancel();
+                match tokio::time::timeout(CANCEL_GRACE, &mut task).await {
+                    Ok(joined) => joined,
+                    Err(_) => {
+                        let why = if cancel.is_cancelled() {
+                            "cancelled"
+                        } else {
+                            "cancelled by the cluster manager's shutdown"
+                        };
+                        return Err(Error::Cancelled(left_running(why.into())));
+                    }
+                }
+            }
+            () = overdue => {
+                // the task sees its own deadline once the engine answers
+                let limit = limit.unwrap_or_default().as_secs_f64();
+                return Err(Error::Timeout(left_running(format!("timed out after {limit:.1}s"))));
+            }
+        };
+        match joined {
+            Ok(Ok(result)) => result,
+            Ok(Err(payload)) => Err(Error::Internal(format!(
+                "{subject}: internal panic: {}",
+                panic_message(payload.as_ref())
+            ))),
+            Err(e) => Err(Error::Internal(format!(
+                "{subject}: the operation's task ended early: {e}"
+            ))),
+        }
+    }
+
+    /// Runs an operation that only reads, racing it against the caller's
+    /// cancel and the manager's shutdown: dropping a read half-way is harmless,
+    /// so a hung engine never holds the caller.
+    async fn read<T>(
+        &self,
+        subject: &str,
+        cancel: &CancellationToken,
+        what: &str,
+        op: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        tokio::select! {
+            // the operation's own error (it names the step) wins a tie
+            biased;
+            r = op => r,
+            _ = cancel.cancelled() => Err(Error::Cancelled(format!("{subject}: cancelled while {what}"))),
+            _ = self.shared.closing.cancelled() => Err(self.shut_down_error(subject)),
+        }
+    }
+
+    /// Cancels every operation in flight, waits until each has ended —
+    /// including the rollbacks of cancelled creates that wait for the Docker
+    /// Engine to answer (bounded by the client's request timeout) — and refuses
+    /// new ones (`Cancelled`). Idempotent. `kecs_manager_free` and Go's `Close`
+    /// call it; a Rust caller calls it before its runtime goes away.
+    pub async fn shutdown(&self) {
+        self.shared.closing.cancel();
+        self.shared.ops.send_modify(|ops| ops.closed = true);
+        let mut ops = self.shared.ops.subscribe();
+        // the sender lives in `shared`, which we hold: this cannot fail
+        let _ = ops.wait_for(|ops| ops.running == 0).await;
+    }
+
+    /// Removes what the create `creation` made of `cluster` (only objects
+    /// labelled with its id: never another process's create of the same name)
+    /// and our kubeconfig files for it: the cleanup of a create that cannot
+    /// finish (its kubeconfig could not be written, it panicked, or its runtime
+    /// went away). The one place that says what a failed create's cleanup is.
+    /// The caller holds the name lock.
+    async fn roll_back(
+        &self,
+        cx: &ProviderCtx<'_>,
+        cluster: &str,
+        creation: &str,
+        rb: &Guard,
+    ) -> Result<()> {
+        let mut failed = self.remove_kubeconfigs(cluster);
+        self.shared
+            .provider
+            .rollback_create(cx, cluster, creation, rb)
+            .await?;
+        match failed.pop() {
+            Some(e) => Err(e.context(format!("cluster {cluster}"))),
+            None => Ok(()),
+        }
+    }
+
+    fn rollback_guard(&self, cluster: &str) -> Guard {
+        Guard::uncancellable(
+            format!("rolling back cluster {cluster}"),
+            DELETE_TIMEOUT,
+            self.reporter.clone(),
+        )
     }
 
     /// Creates the cluster and waits until it is ready; an existing cluster is
@@ -213,26 +485,102 @@ impl ClusterManager {
         cancel: &CancellationToken,
     ) -> Result<ClusterInfo> {
         let cluster = self.cluster_name(name)?;
-        let mut plan = options.validate(&self.config.image)?;
-        self.provider.check_plan(&plan)?;
+        let plan = options.validate(&self.shared.config.image)?;
+        self.shared.provider.check_plan(&plan)?;
+        let limit = plan.timeout;
+        self.tracked(
+            &format!("cluster {cluster}"),
+            cancel,
+            Some(limit),
+            "what the create made is removed in the background once the engine answers",
+            move |this, token| this.create_task(cluster, plan, token),
+        )
+        .await
+    }
+
+    /// The create's task: the build, with a panic caught and rolled back, and
+    /// a rollback on a thread of its own if the runtime drops the task half-way.
+    async fn create_task(
+        self,
+        cluster: String,
+        mut plan: CreatePlan,
+        token: CancellationToken,
+    ) -> Result<ClusterInfo> {
+        // every object this create makes carries this id; every rollback of it
+        // (the provider's own, a panic's, an abandoned task's) removes only those
+        plan.creation_id = crate::provider::new_creation_id()?;
+        let creation = plan.creation_id.clone();
+        // set while objects of this create may exist: only then is there
+        // anything to roll back (an existing cluster returned as it is is not ours)
+        let building = Arc::new(AtomicBool::new(false));
+        let abandoned = RollbackIfAbandoned {
+            manager: &self,
+            cluster: &cluster,
+            creation: &creation,
+            building: &building,
+        };
+        let outcome = AssertUnwindSafe(self.create_in(&cluster, plan, &token, &building))
+            .catch_unwind()
+            .await;
+        let result = match outcome {
+            Ok(result) => result,
+            Err(payload) => {
+                let err = Error::Internal(format!(
+                    "cluster {cluster}: internal panic while creating the cluster: {}",
+                    panic_message(payload.as_ref())
+                ));
+                if building.load(Ordering::SeqCst) {
+                    // the unwinding released the name lock: take it again
+                    let rb = self.rollback_guard(&cluster);
+                    let cleaned = async {
+                        let _held = self.hold(&cluster, &rb).await?;
+                        let docker = self.docker(&rb).await?;
+                        let cx = self.ctx(docker).await;
+                        self.roll_back(&cx, &cluster, &creation, &rb).await
+                    }
+                    .await;
+                    match cleaned {
+                        Ok(()) => Err(err.with_suffix("what the create made has been removed")),
+                        Err(rb_err) => Err(err.with_suffix(format!(
+                            "rolling back also failed, objects may remain: {rb_err}"
+                        ))),
+                    }
+                } else {
+                    Err(err)
+                }
+            }
+        };
+        building.store(false, Ordering::SeqCst);
+        drop(abandoned);
+        result
+    }
+
+    async fn create_in(
+        &self,
+        cluster: &str,
+        mut plan: CreatePlan,
+        cancel: &CancellationToken,
+        building: &AtomicBool,
+    ) -> Result<ClusterInfo> {
+        let cluster = cluster.to_string();
         let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(plan.timeout));
         let _held = self.hold(&cluster, &guard).await?;
         let docker = self.docker(&guard).await?;
         let cx = self.ctx(docker).await;
         guard.check("checking whether the cluster exists")?;
-        if self.provider.exists(&cx, &cluster).await? {
+        if self.shared.provider.exists(&cx, &cluster).await? {
             guard.report(&format!("cluster {cluster} already exists"));
             return self.info_in(&cx, &cluster).await;
         }
-        if self.config.enable_registry
+        if self.shared.config.enable_registry
             && plan.registry.create.is_none()
             && plan.registry.use_existing.is_empty()
         {
             // KECS's shared registry: made once, standalone, used by every cluster
             registry::ensure_shared(
                 docker,
-                &self.config.registry_image,
-                self.config.registry_port,
+                &self.shared.config.registry_image,
+                self.shared.config.registry_port,
                 &guard,
             )
             .await?;
@@ -240,25 +588,17 @@ impl ClusterManager {
                 .use_existing
                 .push(registry::SHARED_NAME.into());
         }
+        building.store(true, Ordering::SeqCst);
         let created = self
             .create_on_fixed_port(&cx, &cluster, &mut plan, &guard)
             .await?;
         if let Err(err) = self.write_kubeconfigs(&cluster, &created.kubeconfigs, &guard) {
-            let rb = Guard::uncancellable(
-                format!("rolling back cluster {cluster}"),
-                DELETE_TIMEOUT,
-                self.reporter.clone(),
-            );
-            self.remove_kubeconfigs(&cluster);
-            if let Err(rb_err) = self.provider.delete(&cx, &cluster, &rb).await {
-                return Err(err.with_suffix(format!(
-                    "rolling back also failed, objects may remain: {rb_err}"
-                )));
-            }
-            return Err(err);
+            return Err(self
+                .failed_after_build(&cx, &cluster, &plan.creation_id, err)
+                .await);
         }
         // one list call; the version was asked while waiting for readiness
-        let mut info = match self.provider.info(&cx, &cluster).await {
+        let mut info = match self.shared.provider.info(&cx, &cluster).await {
             Ok(Some(info)) => info,
             // the cluster is up and its kubeconfig written: a failed read-back of
             // its description does not make the create a failure
@@ -266,7 +606,7 @@ impl ClusterManager {
                 name: cluster.clone(),
                 status: "running".into(),
                 running: true,
-                provider: self.config.provider.as_str().into(),
+                provider: self.shared.config.provider.as_str().into(),
                 node_count: plan.servers as usize + plan.agents as usize,
                 version: String::new(),
                 metadata: Default::default(),
@@ -280,7 +620,32 @@ impl ClusterManager {
         };
         info.kubeconfig_path = self.kubeconfig_file(&cluster);
         info.version = created.version;
+        // a caller that stopped waiting (cancel, deadline, dropped future) was
+        // told the create failed: it must not have succeeded behind its back
+        if let Err(err) = guard.check("finishing the create") {
+            return Err(self
+                .failed_after_build(&cx, &cluster, &plan.creation_id, err)
+                .await);
+        }
         Ok(info)
+    }
+
+    /// Rolls back a create that failed after the provider built the cluster;
+    /// `err` (with a note when the rollback failed too) is what the caller gets.
+    async fn failed_after_build(
+        &self,
+        cx: &ProviderCtx<'_>,
+        cluster: &str,
+        creation: &str,
+        err: Error,
+    ) -> Error {
+        let rb = self.rollback_guard(cluster);
+        match self.roll_back(cx, cluster, creation, &rb).await {
+            Ok(()) => err,
+            Err(rb_err) => err.with_suffix(format!(
+                "rolling back also failed, objects may remain: {rb_err}"
+            )),
+        }
     }
 
     /// Creates with a concrete API host port, so Docker binds the same one at
@@ -295,12 +660,12 @@ impl ClusterManager {
         guard: &Guard,
     ) -> Result<Created> {
         if plan.api_port != 0 {
-            return self.provider.create(cx, cluster, plan, guard).await;
+            return self.shared.provider.create(cx, cluster, plan, guard).await;
         }
         let mut attempt = 1;
         loop {
-            plan.api_port = docker::free_host_port(self.config.api_host_ip)?;
-            match self.provider.create(cx, cluster, plan, guard).await {
+            plan.api_port = docker::free_host_port(self.shared.config.api_host_ip)?;
+            match self.shared.provider.create(cx, cluster, plan, guard).await {
                 Err(e) if attempt < 3 && e.is_port_conflict(plan.api_port) => {
                     guard.report(&format!(
                         "API port {} was taken before the start; choosing another",
@@ -314,7 +679,8 @@ impl ClusterManager {
     }
 
     fn kubeconfig_file(&self, cluster: &str) -> String {
-        self.config
+        self.shared
+            .config
             .kubeconfig_dir
             .join(format!("{cluster}.config"))
             .display()
@@ -322,8 +688,12 @@ impl ClusterManager {
     }
 
     fn write_kubeconfigs(&self, cluster: &str, kcs: &Kubeconfigs, guard: &Guard) -> Result<()> {
-        let main = self.config.kubeconfig_dir.join(format!("{cluster}.config"));
-        if self.config.container_mode {
+        let main = self
+            .shared
+            .config
+            .kubeconfig_dir
+            .join(format!("{cluster}.config"));
+        if self.shared.config.container_mode {
             kubeconfig::write_atomic(&main, &kcs.internal)?;
             kubeconfig::write_atomic(&self.host_kubeconfig_path(cluster), &kcs.host)?;
         } else {
@@ -336,8 +706,12 @@ impl ClusterManager {
     /// Removes our kubeconfig files for `cluster`; never anything else (a file
     /// whose clusters do not include ours is left alone).
     fn remove_kubeconfigs(&self, cluster: &str) -> Vec<Error> {
-        let entry = self.provider.kubeconfig_cluster_entry(cluster);
-        let main = self.config.kubeconfig_dir.join(format!("{cluster}.config"));
+        let entry = self.shared.provider.kubeconfig_cluster_entry(cluster);
+        let main = self
+            .shared
+            .config
+            .kubeconfig_dir
+            .join(format!("{cluster}.config"));
         [main, self.host_kubeconfig_path(cluster)]
             .iter()
             .filter_map(|p| kubeconfig::remove_if_ours(p, &entry).err())
@@ -357,32 +731,43 @@ impl ClusterManager {
     /// ```
     pub async fn delete(&self, name: &str, cancel: &CancellationToken) -> Result<()> {
         let cluster = self.cluster_name(name)?;
-        let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(DELETE_TIMEOUT));
-        let _held = self.hold(&cluster, &guard).await?;
-        let docker = self.docker(&guard).await?;
-        let cx = self.ctx(docker).await;
-        guard.check("deleting the cluster")?;
-        let removed = self.provider.delete(&cx, &cluster, &guard).await?;
-        if let Some(e) = self.remove_kubeconfigs(&cluster).into_iter().next() {
-            return Err(e.context(format!("cluster {cluster}")));
-        }
-        if !removed {
-            guard.report(&format!("cluster {cluster} did not exist"));
-        }
-        Ok(())
+        self.tracked(
+            &format!("cluster {cluster}"),
+            cancel,
+            Some(DELETE_TIMEOUT),
+            "the delete stops at its next step once the engine answers; delete again to remove what is left",
+            move |this, token| async move {
+                let guard = this.guard(&format!("cluster {cluster}"), &token, Some(DELETE_TIMEOUT));
+                let _held = this.hold(&cluster, &guard).await?;
+                let docker = this.docker(&guard).await?;
+                let cx = this.ctx(docker).await;
+                guard.check("deleting the cluster")?;
+                let removed = this.shared.provider.delete(&cx, &cluster, &guard).await?;
+                if let Some(e) = this.remove_kubeconfigs(&cluster).into_iter().next() {
+                    return Err(e.context(format!("cluster {cluster}")));
+                }
+                if !removed {
+                    guard.report(&format!("cluster {cluster} did not exist"));
+                }
+                Ok(())
+            },
+        )
+        .await
     }
 
     pub async fn exists(&self, name: &str, cancel: &CancellationToken) -> Result<bool> {
         let cluster = self.cluster_name(name)?;
-        let guard = self.guard(&format!("cluster {cluster}"), cancel, None);
-        let docker = self.docker(&guard).await?;
-        let cx = self.ctx(docker).await;
-        guard
-            .wait(
-                "checking whether the cluster exists",
-                self.provider.exists(&cx, &cluster),
-            )
-            .await
+        let subject = format!("cluster {cluster}");
+        let step = "checking whether the cluster exists";
+        self.read(&subject, cancel, step, async {
+            let guard = self.guard(&subject, cancel, None);
+            let docker = self.docker(&guard).await?;
+            let cx = self.ctx(docker).await;
+            guard
+                .wait(step, self.shared.provider.exists(&cx, &cluster))
+                .await
+        })
+        .await
     }
 
     /// Waits until an existing cluster's nodes are ready, at most `timeout`.
@@ -393,10 +778,19 @@ impl ClusterManager {
         cancel: &CancellationToken,
     ) -> Result<()> {
         let cluster = self.cluster_name(name)?;
-        let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(timeout));
-        let docker = self.docker(&guard).await?;
-        let cx = self.ctx(docker).await;
-        self.provider.wait_ready(&cx, &cluster, &guard).await
+        let subject = format!("cluster {cluster}");
+        self.read(
+            &subject,
+            cancel,
+            "waiting for the nodes to be ready",
+            async {
+                let guard = self.guard(&subject, cancel, Some(timeout));
+                let docker = self.docker(&guard).await?;
+                let cx = self.ctx(docker).await;
+                self.shared.provider.wait_ready(&cx, &cluster, &guard).await
+            },
+        )
+        .await
     }
 
     /// The cluster's kubeconfig as YAML: node names on the cluster network in
@@ -417,17 +811,20 @@ impl ClusterManager {
     /// ```
     pub async fn kubeconfig(&self, name: &str, cancel: &CancellationToken) -> Result<String> {
         let cluster = self.cluster_name(name)?;
-        let guard = self.guard(&format!("cluster {cluster}"), cancel, None);
-        let docker = self.docker(&guard).await?;
-        let cx = self.ctx(docker).await;
-        // the provider's own lookup says NotFound when the cluster does not exist
-        let kcs = guard
-            .wait(
-                "reading the kubeconfig",
-                self.provider.kubeconfig(&cx, &cluster),
-            )
+        let subject = format!("cluster {cluster}");
+        let step = "reading the kubeconfig";
+        let kcs = self
+            .read(&subject, cancel, step, async {
+                let guard = self.guard(&subject, cancel, None);
+                let docker = self.docker(&guard).await?;
+                let cx = self.ctx(docker).await;
+                // the provider's own lookup says NotFound when the cluster does not exist
+                guard
+                    .wait(step, self.shared.provider.kubeconfig(&cx, &cluster))
+                    .await
+            })
             .await?;
-        Ok(if self.config.container_mode {
+        Ok(if self.shared.config.container_mode {
             kcs.internal
         } else {
             kcs.host
@@ -459,7 +856,7 @@ impl ClusterManager {
         let ours = self.kubeconfig(name, cancel).await?;
         let guard = self.guard(&format!("cluster {cluster}"), cancel, None);
         let owner = kubeconfig::merge::Owner {
-            provider: self.config.provider.as_str(),
+            provider: self.shared.config.provider.as_str(),
             cluster: &cluster,
         };
         kubeconfig::merge::merge_into(&target, &ours, &owner, switch_context, &guard).await?;
@@ -482,7 +879,7 @@ impl ClusterManager {
         let target = self.merge_target(path)?;
         let guard = self.guard(&format!("cluster {cluster}"), cancel, None);
         let owner = kubeconfig::merge::Owner {
-            provider: self.config.provider.as_str(),
+            provider: self.shared.config.provider.as_str(),
             cluster: &cluster,
         };
         kubeconfig::merge::unmerge_from(&target, &owner, &guard).await
@@ -500,25 +897,30 @@ impl ClusterManager {
 
     pub async fn info(&self, name: &str, cancel: &CancellationToken) -> Result<ClusterInfo> {
         let cluster = self.cluster_name(name)?;
-        let guard = self.guard(&format!("cluster {cluster}"), cancel, None);
-        let docker = self.docker(&guard).await?;
-        let cx = self.ctx(docker).await;
-        guard
-            .wait("reading cluster info", self.info_in(&cx, &cluster))
-            .await
+        let subject = format!("cluster {cluster}");
+        let step = "reading cluster info";
+        self.read(&subject, cancel, step, async {
+            let guard = self.guard(&subject, cancel, None);
+            let docker = self.docker(&guard).await?;
+            let cx = self.ctx(docker).await;
+            guard.wait(step, self.info_in(&cx, &cluster)).await
+        })
+        .await
     }
 
     async fn info_in(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<ClusterInfo> {
         let mut info = self
+            .shared
             .provider
             .info(cx, cluster)
             .await?
             .ok_or_else(|| not_found(cluster))?;
         info.kubeconfig_path = self.kubeconfig_file(cluster);
         if info.status == "running" {
-            if let Ok(kcs) = self.provider.kubeconfig(cx, cluster).await {
+            if let Ok(kcs) = self.shared.provider.kubeconfig(cx, cluster).await {
                 let reach =
-                    reachable_kubeconfig(cx, &self.provider.network_name(cluster), &kcs).await;
+                    reachable_kubeconfig(cx, &self.shared.provider.network_name(cluster), &kcs)
+                        .await;
                 if let Ok(v) = readiness::server_version(reach, VERSION_TIMEOUT).await {
                     info.version = v;
                 }
@@ -531,14 +933,23 @@ impl ClusterManager {
     /// delete and start of the same name. NotFound when there is no such cluster.
     pub async fn stop(&self, name: &str, cancel: &CancellationToken) -> Result<()> {
         let cluster = self.cluster_name(name)?;
-        let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(STOP_TIMEOUT));
-        let _held = self.hold(&cluster, &guard).await?;
-        let docker = self.docker(&guard).await?;
-        let cx = self.ctx(docker).await;
-        if !self.provider.stop(&cx, &cluster, &guard).await? {
-            return Err(not_found(&cluster));
-        }
-        Ok(())
+        self.tracked(
+            &format!("cluster {cluster}"),
+            cancel,
+            Some(STOP_TIMEOUT),
+            UNFINISHED,
+            move |this, token| async move {
+                let guard = this.guard(&format!("cluster {cluster}"), &token, Some(STOP_TIMEOUT));
+                let _held = this.hold(&cluster, &guard).await?;
+                let docker = this.docker(&guard).await?;
+                let cx = this.ctx(docker).await;
+                if !this.shared.provider.stop(&cx, &cluster, &guard).await? {
+                    return Err(not_found(&cluster));
+                }
+                Ok(())
+            },
+        )
+        .await
     }
 
     /// Starts a stopped cluster (idempotent): its containers as they are (same
@@ -552,14 +963,23 @@ impl ClusterManager {
         cancel: &CancellationToken,
     ) -> Result<()> {
         let cluster = self.cluster_name(name)?;
-        let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(timeout));
-        let _held = self.hold(&cluster, &guard).await?;
-        let docker = self.docker(&guard).await?;
-        let cx = self.ctx(docker).await;
-        if !self.provider.start(&cx, &cluster, &guard).await? {
-            return Err(not_found(&cluster));
-        }
-        Ok(())
+        self.tracked(
+            &format!("cluster {cluster}"),
+            cancel,
+            Some(timeout),
+            UNFINISHED,
+            move |this, token| async move {
+                let guard = this.guard(&format!("cluster {cluster}"), &token, Some(timeout));
+                let _held = this.hold(&cluster, &guard).await?;
+                let docker = this.docker(&guard).await?;
+                let cx = this.ctx(docker).await;
+                if !this.shared.provider.start(&cx, &cluster, &guard).await? {
+                    return Err(not_found(&cluster));
+                }
+                Ok(())
+            },
+        )
+        .await
     }
 
     /// Maps a host port to a container port (a NodePort) on every server and
@@ -574,11 +994,23 @@ impl ClusterManager {
     ) -> Result<PortInfo> {
         let cluster = self.cluster_name(name)?;
         let port = validate_runtime_port(port)?;
-        let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(PORT_TIMEOUT));
-        let _held = self.hold(&cluster, &guard).await?;
-        let docker = self.docker(&guard).await?;
-        let cx = self.ctx(docker).await;
-        self.provider.port_add(&cx, &cluster, &port, &guard).await
+        self.tracked(
+            &format!("cluster {cluster}"),
+            cancel,
+            Some(PORT_TIMEOUT),
+            UNFINISHED,
+            move |this, token| async move {
+                let guard = this.guard(&format!("cluster {cluster}"), &token, Some(PORT_TIMEOUT));
+                let _held = this.hold(&cluster, &guard).await?;
+                let docker = this.docker(&guard).await?;
+                let cx = this.ctx(docker).await;
+                this.shared
+                    .provider
+                    .port_add(&cx, &cluster, &port, &guard)
+                    .await
+            },
+        )
+        .await
     }
 
     /// Removes a mapping `port_add` made (`protocol`: "tcp" or "udp").
@@ -596,26 +1028,39 @@ impl ClusterManager {
                 "port {host_port}/{protocol}: give a host port and tcp or udp"
             )));
         }
-        let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(PORT_TIMEOUT));
-        let _held = self.hold(&cluster, &guard).await?;
-        let docker = self.docker(&guard).await?;
-        let cx = self.ctx(docker).await;
-        self.provider
-            .port_remove(&cx, &cluster, host_port, &protocol, &guard)
-            .await
+        self.tracked(
+            &format!("cluster {cluster}"),
+            cancel,
+            Some(PORT_TIMEOUT),
+            UNFINISHED,
+            move |this, token| async move {
+                let guard = this.guard(&format!("cluster {cluster}"), &token, Some(PORT_TIMEOUT));
+                let _held = this.hold(&cluster, &guard).await?;
+                let docker = this.docker(&guard).await?;
+                let cx = this.ctx(docker).await;
+                this.shared
+                    .provider
+                    .port_remove(&cx, &cluster, host_port, &protocol, &guard)
+                    .await
+            },
+        )
+        .await
     }
 
     /// The cluster's host-port mappings (the API port excepted).
     pub async fn ports(&self, name: &str, cancel: &CancellationToken) -> Result<Vec<PortInfo>> {
         let cluster = self.cluster_name(name)?;
-        let guard = self.guard(&format!("cluster {cluster}"), cancel, None);
-        let docker = self.docker(&guard).await?;
-        let cx = self.ctx(docker).await;
-        let info = guard
-            .wait(
-                "reading the port mappings",
-                self.provider.info(&cx, &cluster),
-            )
+        let subject = format!("cluster {cluster}");
+        let step = "reading the port mappings";
+        let info = self
+            .read(&subject, cancel, step, async {
+                let guard = self.guard(&subject, cancel, None);
+                let docker = self.docker(&guard).await?;
+                let cx = self.ctx(docker).await;
+                guard
+                    .wait(step, self.shared.provider.info(&cx, &cluster))
+                    .await
+            })
             .await?
             .ok_or_else(|| not_found(&cluster))?;
         Ok(info.ports)
@@ -629,32 +1074,62 @@ impl ClusterManager {
         cancel: &CancellationToken,
     ) -> Result<RegistryInfo> {
         opts.validate()?;
-        let guard = self.guard(
+        let opts = opts.clone();
+        self.tracked(
             &format!("registry {}", opts.name),
             cancel,
             Some(PORT_TIMEOUT),
-        );
-        let _held = self
-            .hold(&format!("registry/{}", opts.name), &guard)
-            .await?;
-        let docker = self.docker(&guard).await?;
-        registry::create(docker, opts, &self.config.registry_image, "", &guard).await
+            "what the create made is removed once the engine answers",
+            move |this, token| async move {
+                let guard = this.guard(
+                    &format!("registry {}", opts.name),
+                    &token,
+                    Some(PORT_TIMEOUT),
+                );
+                let _held = this
+                    .hold(&format!("registry/{}", opts.name), &guard)
+                    .await?;
+                let docker = this.docker(&guard).await?;
+                registry::create(
+                    docker,
+                    &opts,
+                    &this.shared.config.registry_image,
+                    "",
+                    &guard,
+                )
+                .await
+            },
+        )
+        .await
     }
 
     /// Removes a registry and its data; a missing one is fine.
     pub async fn registry_delete(&self, name: &str, cancel: &CancellationToken) -> Result<()> {
         registry::validate_name(name)?;
-        let guard = self.guard(&format!("registry {name}"), cancel, Some(DELETE_TIMEOUT));
-        let docker = self.docker(&guard).await?;
-        registry::delete(docker, name, &guard).await.map(|_| ())
+        let name = name.to_string();
+        self.tracked(
+            &format!("registry {name}"),
+            cancel,
+            Some(DELETE_TIMEOUT),
+            UNFINISHED,
+            move |this, token| async move {
+                let guard = this.guard(&format!("registry {name}"), &token, Some(DELETE_TIMEOUT));
+                let docker = this.docker(&guard).await?;
+                registry::delete(docker, &name, &guard).await.map(|_| ())
+            },
+        )
+        .await
     }
 
     /// Every registry (k3d's `registry list`).
     pub async fn registry_list(&self, cancel: &CancellationToken) -> Result<Vec<RegistryInfo>> {
-        let guard = self.guard("listing registries", cancel, None);
-        let docker = self.docker(&guard).await?;
-        let all = guard
-            .wait("listing registries", registry::all(docker))
+        let step = "listing registries";
+        let all = self
+            .read(step, cancel, step, async {
+                let guard = self.guard(step, cancel, None);
+                let docker = self.docker(&guard).await?;
+                guard.wait(step, registry::all(docker)).await
+            })
             .await?;
         let mut list: Vec<RegistryInfo> = all.iter().map(registry::info_of).collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
@@ -668,10 +1143,14 @@ impl ClusterManager {
         cancel: &CancellationToken,
     ) -> Result<RegistryInfo> {
         registry::validate_name(name)?;
-        let guard = self.guard(&format!("registry {name}"), cancel, None);
-        let docker = self.docker(&guard).await?;
-        let found = guard
-            .wait("reading the registry", registry::find(docker, name))
+        let subject = format!("registry {name}");
+        let step = "reading the registry";
+        let found = self
+            .read(&subject, cancel, step, async {
+                let guard = self.guard(&subject, cancel, None);
+                let docker = self.docker(&guard).await?;
+                guard.wait(step, registry::find(docker, name)).await
+            })
             .await?;
         found
             .map(|c| registry::info_of(&c))
@@ -690,24 +1169,41 @@ impl ClusterManager {
     ) -> Result<()> {
         let cluster = self.cluster_name(name)?;
         registry::validate_name(registry_name)?;
-        let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(timeout));
-        let _held = self.hold(&cluster, &guard).await?;
-        let docker = self.docker(&guard).await?;
-        let cx = self.ctx(docker).await;
-        let reg = registry::reference(docker, registry_name).await?;
-        self.provider
-            .registry_connect(&cx, &cluster, &reg, &guard)
-            .await
+        let registry_name = registry_name.to_string();
+        self.tracked(
+            &format!("cluster {cluster}"),
+            cancel,
+            Some(timeout),
+            UNFINISHED,
+            move |this, token| async move {
+                let guard = this.guard(&format!("cluster {cluster}"), &token, Some(timeout));
+                let _held = this.hold(&cluster, &guard).await?;
+                let docker = this.docker(&guard).await?;
+                let cx = this.ctx(docker).await;
+                let reg = registry::reference(docker, &registry_name).await?;
+                this.shared
+                    .provider
+                    .registry_connect(&cx, &cluster, &reg, &guard)
+                    .await
+            },
+        )
+        .await
     }
 
     /// True when every container of the cluster runs; NotFound when it does not exist.
     pub async fn is_running(&self, name: &str, cancel: &CancellationToken) -> Result<bool> {
         let cluster = self.cluster_name(name)?;
-        let guard = self.guard(&format!("cluster {cluster}"), cancel, None);
-        let docker = self.docker(&guard).await?;
-        let cx = self.ctx(docker).await;
-        let info = guard
-            .wait("reading cluster state", self.provider.info(&cx, &cluster))
+        let subject = format!("cluster {cluster}");
+        let step = "reading cluster state";
+        let info = self
+            .read(&subject, cancel, step, async {
+                let guard = self.guard(&subject, cancel, None);
+                let docker = self.docker(&guard).await?;
+                let cx = self.ctx(docker).await;
+                guard
+                    .wait(step, self.shared.provider.info(&cx, &cluster))
+                    .await
+            })
             .await?
             .ok_or_else(|| not_found(&cluster))?;
         Ok(info.running)
@@ -715,11 +1211,14 @@ impl ClusterManager {
 
     /// Clusters of this provider whose names start with the configured prefix.
     pub async fn list(&self, cancel: &CancellationToken) -> Result<Vec<ClusterInfo>> {
-        let guard = self.guard("listing clusters", cancel, None);
-        let docker = self.docker(&guard).await?;
-        let cx = self.ctx(docker).await;
-        let mut list = guard
-            .wait("listing clusters", self.provider.list(&cx))
+        let step = "listing clusters";
+        let mut list = self
+            .read(step, cancel, step, async {
+                let guard = self.guard(step, cancel, None);
+                let docker = self.docker(&guard).await?;
+                let cx = self.ctx(docker).await;
+                guard.wait(step, self.shared.provider.list(&cx)).await
+            })
             .await?;
         for c in &mut list {
             c.kubeconfig_path = self.kubeconfig_file(&c.name);
@@ -755,4 +1254,78 @@ impl Drop for NameLock<'_> {
 
 fn not_found(cluster: &str) -> Error {
     Error::NotFound(format!("cluster {cluster} does not exist"))
+}
+
+/// What an operation other than a create still does after its caller was
+/// answered `Cancelled` (see [`ClusterManager::tracked`]).
+const UNFINISHED: &str = "it stops at its next step once the engine answers";
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".into()
+    }
+}
+
+/// Lives in a create's task: when the task ends normally `building` is false
+/// by then. A task dropped while building means its runtime is going away
+/// (nothing else drops it half-way): the rollback then runs on a thread with a
+/// runtime and a Docker connection of its own (the old connections lived on the
+/// runtime that is going), and the drop waits for it.
+struct RollbackIfAbandoned<'a> {
+    manager: &'a ClusterManager,
+    cluster: &'a str,
+    creation: &'a str,
+    building: &'a AtomicBool,
+}
+
+impl Drop for RollbackIfAbandoned<'_> {
+    fn drop(&mut self) {
+        if !self.building.load(Ordering::SeqCst) {
+            return;
+        }
+        let config = self.manager.shared.config.clone();
+        let reporter = self.manager.reporter.clone();
+        let cluster = self.cluster.to_string();
+        let creation = self.creation.to_string();
+        let worker = std::thread::Builder::new()
+            .name("kecs-rollback".into())
+            .spawn(move || -> Result<()> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| {
+                        Error::Internal(format!("starting the rollback's runtime: {e}"))
+                    })?;
+                let manager = ClusterManager {
+                    shared: Arc::new(Shared::new(config)?),
+                    reporter,
+                    steps: None,
+                };
+                runtime.block_on(async {
+                    let rb = manager.rollback_guard(&cluster);
+                    let docker = manager.docker(&rb).await?;
+                    let cx = manager.ctx(docker).await;
+                    manager.roll_back(&cx, &cluster, &creation, &rb).await
+                })
+            });
+        // nobody is left to tell about a failure: the reporter saw the steps
+        if let Ok(worker) = worker {
+            let _ = worker.join();
+        }
+    }
+}
+
+/// Hooks for the library's own tests of paths nothing else reaches.
+#[doc(hidden)]
+pub mod testing {
+    /// Makes the next progress line containing `substring` (e.g. "created node
+    /// k3d-<cluster>-server-0") panic where it is reported, inside the
+    /// operation; fires once. Only tests call it.
+    pub fn panic_when_step_reported(substring: &str) {
+        crate::guard::arm_panic_hook(substring);
+    }
 }

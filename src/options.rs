@@ -189,6 +189,9 @@ pub struct CreatePlan {
     pub registry: crate::registry::RegistryOptions,
     pub wait_ready: bool,
     pub timeout: std::time::Duration,
+    /// The id this create labels its objects with (`kecs.creation`); empty
+    /// until the manager (or the provider) makes one for an attempt.
+    pub creation_id: String,
 }
 
 impl CreateOptions {
@@ -312,6 +315,7 @@ impl CreateOptions {
             registry,
             wait_ready: self.wait_ready,
             timeout: std::time::Duration::from_millis(self.timeout_ms),
+            creation_id: String::new(),
         })
     }
 }

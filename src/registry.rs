@@ -6,12 +6,12 @@
 //! aliases there, and (once the API answers) the KEP-1755 ConfigMap and
 //! CoreDNS's `NodeHosts` say where it is. No node restart, no sleep.
 
-use bollard::models::{
+use crate::engine::models::{
     ContainerCreateBody, ContainerSummary, EndpointSettings, HostConfig, NetworkConnectRequest,
     NetworkDisconnectRequest, NetworkingConfig, RestartPolicy, RestartPolicyNameEnum,
     VolumeCreateRequest,
 };
-use bollard::Docker;
+use crate::engine::Engine;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -152,7 +152,7 @@ pub fn k3s_registries_yaml(regs: &[RegistryRef]) -> String {
 /// Writes k3s's `registries.yaml` for `regs` into every one of `nodes` (all
 /// writes finish; the first error is returned).
 pub async fn write_k3s_config(
-    docker: &Docker,
+    docker: &impl Engine,
     nodes: &[String],
     regs: &[RegistryRef],
 ) -> Result<()> {
@@ -226,7 +226,7 @@ pub fn containerd_hosts_files(regs: &[RegistryRef]) -> Vec<(String, String)> {
 /// writes finish; the first error is returned). containerd reads them at each
 /// pull: no restart.
 pub async fn write_containerd_hosts(
-    docker: &Docker,
+    docker: &impl Engine,
     nodes: &[String],
     regs: &[RegistryRef],
 ) -> Result<()> {
@@ -305,11 +305,11 @@ fn volume_name(registry: &str) -> String {
 }
 
 /// Every registry container (k3d's role label).
-pub async fn all(docker: &Docker) -> Result<Vec<ContainerSummary>> {
+pub async fn all(docker: &impl Engine) -> Result<Vec<ContainerSummary>> {
     docker::containers_with_labels(docker, &[("app", "k3d"), ("k3d.role", "registry")]).await
 }
 
-pub async fn find(docker: &Docker, name: &str) -> Result<Option<ContainerSummary>> {
+pub async fn find(docker: &impl Engine, name: &str) -> Result<Option<ContainerSummary>> {
     Ok(all(docker)
         .await?
         .into_iter()
@@ -357,7 +357,7 @@ impl From<RegistryInfo> for RegistryRef {
 }
 
 /// The reference a cluster uses for an existing registry `name`.
-pub async fn reference(docker: &Docker, name: &str) -> Result<RegistryRef> {
+pub async fn reference(docker: &impl Engine, name: &str) -> Result<RegistryRef> {
     let c = find(docker, name).await?.ok_or_else(|| {
         Error::NotFound(format!(
             "registry {name} does not exist (create it first, or use registry.create)"
@@ -368,17 +368,19 @@ pub async fn reference(docker: &Docker, name: &str) -> Result<RegistryRef> {
 
 /// KECS's shared registry, created standalone on first use (so no cluster
 /// delete removes it) and started when it was stopped.
-pub async fn ensure_shared(docker: &Docker, image: &str, port: u16, guard: &Guard) -> Result<()> {
+pub async fn ensure_shared(
+    docker: &impl Engine,
+    image: &str,
+    port: u16,
+    guard: &Guard,
+) -> Result<()> {
     match find(docker, SHARED_NAME).await? {
         Some(c) if crate::provider::lifecycle::is_running(&c) => Ok(()),
         Some(_) => docker
-            .start_container(
-                SHARED_NAME,
-                None::<bollard::query_parameters::StartContainerOptions>,
-            )
+            .start_container(SHARED_NAME)
             .await
             .or_else(|e| match e {
-                bollard::errors::Error::DockerResponseServerError {
+                crate::engine::EngineError::DockerResponseServerError {
                     status_code: 304, ..
                 } => Ok(()),
                 e => Err(Error::docker(format!("starting registry {SHARED_NAME}"), e)),
@@ -392,7 +394,8 @@ pub async fn ensure_shared(docker: &Docker, image: &str, port: u16, guard: &Guar
             };
             match create(docker, &opts, image, "", guard).await {
                 // made concurrently by another manager: use it
-                Ok(_) | Err(Error::AlreadyExists(_)) => Ok(()),
+                Ok(_) => Ok(()),
+                Err(e) if e.code() == crate::ErrorCode::AlreadyExists => Ok(()),
                 Err(e) => Err(e),
             }
         }
@@ -403,7 +406,7 @@ pub async fn ensure_shared(docker: &Docker, image: &str, port: u16, guard: &Guar
 /// makes it). A failure removes what it made. AlreadyExists when the name is
 /// taken; a busy host port is InvalidArgument.
 pub async fn create(
-    docker: &Docker,
+    docker: &impl Engine,
     opts: &RegistryCreate,
     image: &str,
     cluster: &str,
@@ -437,28 +440,22 @@ pub async fn create(
         .await
         .map_err(|e| Error::docker(&step, e))?;
     let made = async {
-        let create = bollard::query_parameters::CreateContainerOptions {
+        let create = crate::engine::query::CreateContainerOptions {
             name: Some(name.clone()),
             ..Default::default()
         };
         docker
-            .create_container(Some(create), container_body(opts, image, cluster))
+            .create_container(create, container_body(opts, image, cluster))
             .await
             .map_err(|e| match e {
-                bollard::errors::Error::DockerResponseServerError {
+                crate::engine::EngineError::DockerResponseServerError {
                     status_code: 409, ..
                 } => Error::AlreadyExists(format!("a container named {name} already exists")),
                 e => Error::docker(&step, e),
             })?;
-        match docker
-            .start_container(
-                name,
-                None::<bollard::query_parameters::StartContainerOptions>,
-            )
-            .await
-        {
+        match docker.start_container(name).await {
             Ok(()) => Ok(()),
-            Err(bollard::errors::Error::DockerResponseServerError { message, .. })
+            Err(crate::engine::EngineError::DockerResponseServerError { message, .. })
                 if message.contains("already allocated") || message.contains("already in use") =>
             {
                 Err(Error::InvalidArgument(format!(
@@ -501,7 +498,7 @@ pub async fn create(
 }
 
 /// Removes a registry and its data volume; Ok(false) when there is none.
-pub async fn delete(docker: &Docker, name: &str, guard: &Guard) -> Result<bool> {
+pub async fn delete(docker: &impl Engine, name: &str, guard: &Guard) -> Result<bool> {
     if find(docker, name).await?.is_none() {
         return Ok(false);
     }
@@ -509,14 +506,18 @@ pub async fn delete(docker: &Docker, name: &str, guard: &Guard) -> Result<bool> 
     Ok(true)
 }
 
-async fn delete_container_and_volume(docker: &Docker, name: &str, guard: &Guard) -> Result<()> {
+async fn delete_container_and_volume(
+    docker: &impl Engine,
+    name: &str,
+    guard: &Guard,
+) -> Result<()> {
     docker::remove_containers(docker, &[name.to_string()], guard).await?;
     docker::remove_volumes_with_labels(docker, &[("app", "k3d"), (VOLUME_LABEL, name)], guard).await
 }
 
 /// Attaches the registry to a cluster network under its name and aliases, so
 /// every node resolves them through Docker's DNS (no /etc/hosts edits).
-pub async fn connect(docker: &Docker, reg: &RegistryRef, network: &str) -> Result<()> {
+pub async fn connect(docker: &impl Engine, reg: &RegistryRef, network: &str) -> Result<()> {
     let req = NetworkConnectRequest {
         container: reg.name.clone(),
         endpoint_config: Some(EndpointSettings {
@@ -527,7 +528,7 @@ pub async fn connect(docker: &Docker, reg: &RegistryRef, network: &str) -> Resul
     match docker.connect_network(network, req).await {
         Ok(()) => Ok(()),
         // already attached
-        Err(bollard::errors::Error::DockerResponseServerError {
+        Err(crate::engine::EngineError::DockerResponseServerError {
             status_code: 403 | 409,
             ..
         }) => Ok(()),
@@ -546,7 +547,7 @@ fn host_of(alias: &str) -> &str {
 /// create made and that no other cluster network holds any more is deleted with
 /// its data (k3d deletes a cluster's own registry, never a standalone one).
 pub async fn release_network(
-    docker: &Docker,
+    docker: &impl Engine,
     network: &str,
     cluster: &str,
     guard: &Guard,
@@ -614,7 +615,7 @@ pub const USED_BY_LABEL: &str = "kecs.registries";
 /// it: no node names it in [`USED_BY_LABEL`] and it is on no other cluster's
 /// network. A standalone registry is never deleted.
 pub async fn release_from_shared_network(
-    docker: &Docker,
+    docker: &impl Engine,
     network: &str,
     cluster: &str,
     guard: &Guard,
@@ -656,7 +657,7 @@ pub async fn release_from_shared_network(
 }
 
 /// The registry's address on `network` (for CoreDNS's NodeHosts).
-pub async fn address_on(docker: &Docker, name: &str, network: &str) -> Option<String> {
+pub async fn address_on(docker: &impl Engine, name: &str, network: &str) -> Option<String> {
     let info = docker::inspect(docker, name).await.ok()?;
     info.network_settings?
         .networks?
@@ -672,7 +673,7 @@ pub async fn address_on(docker: &Docker, name: &str, network: &str) -> Option<St
 /// in CoreDNS's `NodeHosts` (when CoreDNS's ConfigMap exists) so pods resolve
 /// them too.
 pub async fn publish_in_cluster(
-    docker: &Docker,
+    docker: &impl Engine,
     client: &kube::Client,
     network: &str,
     regs: &[RegistryRef],

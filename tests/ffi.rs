@@ -103,6 +103,45 @@ fn header_versions_match_cargo() {
     assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
 }
 
+/// The status numbers are part of the ABI: each keeps its number for good, and
+/// a new one (NODE_FAILED, 12, in ABI 3) bumps KECS_ABI_VERSION.
+#[test]
+fn header_status_numbers_are_stable() {
+    let declared: Vec<(String, u32)> = COMMITTED_HEADER
+        .lines()
+        .filter_map(|l| {
+            let (name, n) = l.trim().strip_prefix("KECS_STATUS_")?.split_once(" = ")?;
+            Some((name.to_string(), n.trim_end_matches(',').parse().ok()?))
+        })
+        .collect();
+    let expected = [
+        ("OK", 0),
+        ("INVALID_ARGUMENT", 1),
+        ("NOT_FOUND", 2),
+        ("ALREADY_EXISTS", 3),
+        ("DOCKER_UNAVAILABLE", 4),
+        ("IMAGE_UNAVAILABLE", 5),
+        ("TIMEOUT", 6),
+        ("CANCELLED", 7),
+        ("KUBERNETES", 8),
+        ("IO", 9),
+        ("INTERNAL", 10),
+        ("PANIC", 11),
+        ("NODE_FAILED", 12),
+    ];
+    let expected: Vec<(String, u32)> = expected.iter().map(|&(n, v)| (n.to_string(), v)).collect();
+    assert_eq!(declared, expected);
+    assert_eq!(KECS_STATUS_NODE_FAILED as u32, 12);
+    // every library error code is the status of the same number
+    for code in kecs_cluster::ErrorCode::all() {
+        assert_eq!(kecs_status_t::from(code) as u32, code as u32, "{code:?}");
+    }
+    assert!(
+        kecs_abi_version() >= 3,
+        "KECS_STATUS_NODE_FAILED came with ABI 3"
+    );
+}
+
 #[test]
 fn null_and_invalid_input_is_refused_for_every_function() {
     let dir = TempDir::new("ffinull");

@@ -660,6 +660,11 @@ async fn kind_rolls_back_a_failing_kubeadm_init() {
         .create(&c.name, &opts, &never())
         .await
         .unwrap_err();
+    assert_eq!(
+        e.code(),
+        ErrorCode::NodeFailed,
+        "a failed exec is its own code: {e}"
+    );
     let msg = e.to_string();
     assert!(
         msg.contains("kubeadm init") && msg.contains("exited with code 3"),

@@ -6,7 +6,7 @@
 #   image, stock kubectl against both providers, the C smoke test (installed with
 #   pkg-config, plain and under valgrind), the shipping checks (Go from another
 #   module, a static binary in an empty image, cgo off), and the Go bindings
-#   (vet, gofmt, -race, cgocheck2).
+#   (vet, gofmt, -race, cgocheck2), and the fuzz targets (fuzz/run.sh, bounded).
 # Needs Docker running, busybox-static, gcc, valgrind, patchelf, pkg-config,
 # python3 with pip and Go >= 1.21 on PATH (.ci/run installs them on a fresh
 # machine). One build profile: release (the distribution build).
@@ -89,6 +89,9 @@ fi
 
 step "cargo test"
 cargo test --release --workspace
+
+step "fuzzing (Rust, libFuzzer): options and config JSON, names, port/volume specs, kubeconfig rewrite and merge (bounded)"
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}" fuzz/run.sh
 
 step "stock kubectl against k3d- and kind-style clusters"
 tests/kubectl/run.sh

@@ -207,6 +207,11 @@ async fn node_failing_on_start_is_named_and_nothing_is_removed() {
         .start(&c.name, Duration::from_secs(60), &never())
         .await
         .unwrap_err();
+    assert_eq!(
+        err.code(),
+        kecs_cluster::ErrorCode::NodeFailed,
+        "a node that exits is its own code: {err}"
+    );
     let msg = err.to_string();
     let server0 = format!("k3d-{}-server-0", c.full);
     assert!(msg.contains(&server0), "{msg}");

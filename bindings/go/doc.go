@@ -32,8 +32,8 @@
 // A cancelled call also matches the context's error (context.Canceled or
 // context.DeadlineExceeded).
 //
-// A Manager is safe for concurrent use by several goroutines. Close releases
-// it after the calls in flight have returned.
+// A Manager is safe for concurrent use by several goroutines. Close cancels
+// the calls in flight, waits for them and their rollbacks, then releases it.
 //
 // Package k3dcompat (bindings/go/k3dcompat) offers the method set of KECS's
 // *K3dClusterManager on top of Manager.

@@ -6,29 +6,18 @@ import (
 )
 
 // Code is the library's status code (kecs_status_t); the numbers never change.
+// The constants (CodeOK, CodeNotFound, ...) are the header's own values: with
+// cgo they are read from include/kecs_cluster.h (errors_cgo.go); without cgo
+// errors_nocgo.go spells them out and TestCodesMatchHeader checks both files
+// against the header.
 type Code int
-
-// Status codes, as in include/kecs_cluster.h.
-const (
-	CodeOK                Code = 0
-	CodeInvalidArgument   Code = 1
-	CodeNotFound          Code = 2
-	CodeAlreadyExists     Code = 3
-	CodeDockerUnavailable Code = 4
-	CodeImageUnavailable  Code = 5
-	CodeTimeout           Code = 6
-	CodeCancelled         Code = 7
-	CodeKubernetes        Code = 8
-	CodeIO                Code = 9
-	CodeInternal          Code = 10
-	CodePanic             Code = 11
-)
 
 var codeNames = map[Code]string{
 	CodeOK: "ok", CodeInvalidArgument: "invalid argument", CodeNotFound: "not found",
 	CodeAlreadyExists: "already exists", CodeDockerUnavailable: "docker unavailable",
 	CodeImageUnavailable: "image unavailable", CodeTimeout: "timeout", CodeCancelled: "cancelled",
 	CodeKubernetes: "kubernetes", CodeIO: "io", CodeInternal: "internal", CodePanic: "panic",
+	CodeNodeFailed: "node failed",
 }
 
 func (c Code) String() string {
@@ -90,4 +79,8 @@ var (
 	ErrKubernetes        error = &sentinel{CodeKubernetes}
 	ErrIO                error = &sentinel{CodeIO}
 	ErrInternal          error = &sentinel{CodeInternal}
+	// ErrNodeFailed: a node container exited (or was stopped) before it became
+	// ready, or a command the library runs inside a node failed; the message
+	// names the node and the step.
+	ErrNodeFailed error = &sentinel{CodeNodeFailed}
 )

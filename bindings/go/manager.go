@@ -33,10 +33,14 @@ type ClusterManager interface {
 var _ ClusterManager = (*Manager)(nil)
 
 // Manager manages clusters through the kecs-cluster library. It is safe for
-// concurrent use; Close releases it.
+// concurrent use; Close cancels the calls in flight and releases it.
 type Manager struct {
 	mu  sync.RWMutex // calls hold it shared; Close holds it exclusively
 	ptr *C.kecs_manager_t
+	// closing ends when Close begins: it cancels every call in flight, and
+	// calls made from then on fail at once instead of queueing behind Close.
+	closing    context.Context
+	startClose context.CancelFunc
 }
 
 // abiError is set at init when the library does not implement the ABI this
@@ -73,22 +77,40 @@ func NewClusterManager(cfg *Config) (*Manager, error) {
 	if st := C.kecs_manager_new(cdoc, &ptr, &cerr); st != C.KECS_STATUS_OK {
 		return nil, takeError(st, cerr, "NewClusterManager", "", nil)
 	}
-	m := &Manager{ptr: ptr}
+	closing, startClose := context.WithCancel(context.Background())
+	m := &Manager{ptr: ptr, closing: closing, startClose: startClose}
 	// a safety net only: callers should Close explicitly
 	runtime.SetFinalizer(m, func(m *Manager) { _ = m.Close() })
 	return m, nil
 }
 
-// Close releases the manager, waiting for calls in flight. Idempotent.
+// Close releases the manager. Calls in flight are cancelled (they return an
+// error matching ErrCancelled; a CreateCluster first removes what it made) and
+// Close returns once they have returned and every rollback has finished — one
+// waiting for a Docker Engine that does not answer included, up to the
+// library's request timeout (120 s). Calls made once Close has begun fail with
+// ErrInvalidArgument ("the manager is closed"). Idempotent and safe to call
+// from several goroutines.
 func (m *Manager) Close() error {
+	if m.startClose != nil {
+		m.startClose()
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.ptr != nil {
+		// kecs_manager_free cancels the library's background work (a create
+		// whose caller was answered while its rollback waits for the engine)
+		// and waits for it before freeing
 		C.kecs_manager_free(m.ptr)
 		m.ptr = nil
 		runtime.SetFinalizer(m, nil)
 	}
 	return nil
+}
+
+// closed reports whether Close has begun.
+func (m *Manager) closed() bool {
+	return m.closing != nil && m.closing.Err() != nil
 }
 
 // takeError converts and frees a library error.
@@ -115,17 +137,27 @@ func (m *Manager) call(ctx context.Context, op, cluster string, f cfunc) error {
 	if err := ctx.Err(); err != nil {
 		return &Error{Code: CodeCancelled, Op: op, Cluster: cluster, Message: err.Error(), ctxErr: err}
 	}
+	closedErr := &Error{Code: CodeInvalidArgument, Op: op, Cluster: cluster, Message: "the manager is closed"}
+	if m.closed() { // do not queue behind a Close that is cancelling calls
+		return closedErr
+	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	if m.ptr == nil {
-		return &Error{Code: CodeInvalidArgument, Op: op, Cluster: cluster, Message: "the manager is closed"}
+		return closedErr
 	}
 	token := C.kecs_cancel_new()
 	if token == nil { // allocation failed: never run a call that could not be cancelled
 		return &Error{Code: CodeInternal, Op: op, Cluster: cluster, Message: "could not allocate a cancellation token"}
 	}
+	// the call ends with ctx or when Close begins, whichever comes first
+	callCtx, endCall := context.WithCancel(ctx)
+	defer endCall()
+	if m.closing != nil {
+		defer context.AfterFunc(m.closing, endCall)()
+	}
 	fired := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
+	stop := context.AfterFunc(callCtx, func() {
 		defer close(fired)
 		C.kecs_cancel_trigger(token)
 	})
@@ -137,7 +169,11 @@ func (m *Manager) call(ctx context.Context, op, cluster string, f cfunc) error {
 	C.kecs_cancel_free(token)
 	runtime.KeepAlive(m)
 	if st != C.KECS_STATUS_OK {
-		return takeError(st, cerr, op, cluster, ctx)
+		err := takeError(st, cerr, op, cluster, ctx)
+		if e, ok := err.(*Error); ok && e.Code == CodeCancelled && ctx.Err() == nil && m.closed() {
+			e.Message += " (Close cancelled the call)"
+		}
+		return err
 	}
 	return nil
 }

@@ -7,7 +7,9 @@
 mod boundary;
 pub mod types;
 
+use std::collections::HashMap;
 use std::ffi::{c_char, CString};
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use boundary::{
@@ -22,6 +24,74 @@ use crate::options::{CreateOptions, PortMapping};
 use crate::registry::RegistryCreate;
 
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+
+/// Calls in flight on each manager (by address), so that `kecs_manager_free`
+/// can wait until no thread is inside one before it frees what they use.
+static CALLS: Mutex<Option<HashMap<usize, ManagerCalls>>> = Mutex::new(None);
+/// Signalled whenever a call leaves a manager that is being freed.
+static CALL_LEFT: Condvar = Condvar::new();
+
+#[derive(Default)]
+struct ManagerCalls {
+    in_flight: usize,
+    freeing: bool,
+}
+
+fn calls() -> std::sync::MutexGuard<'static, Option<HashMap<usize, ManagerCalls>>> {
+    CALLS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One call inside a manager: counted from `enter` until it drops, at the end of
+/// the exported function's body.
+struct InCall<'a> {
+    m: &'a KecsManager,
+    key: usize,
+}
+
+impl std::ops::Deref for InCall<'_> {
+    type Target = KecsManager;
+    fn deref(&self) -> &KecsManager {
+        self.m
+    }
+}
+
+impl Drop for InCall<'_> {
+    fn drop(&mut self) {
+        let mut calls = calls();
+        if let Some(c) = calls.as_mut().and_then(|map| map.get_mut(&self.key)) {
+            c.in_flight -= 1;
+            if c.freeing {
+                CALL_LEFT.notify_all();
+            }
+        }
+    }
+}
+
+/// Checks `m` and counts the call until the returned guard drops; refuses calls
+/// on a manager that `kecs_manager_free` is freeing.
+///
+/// # Safety
+/// `m` is NULL or a pointer from `kecs_manager_new` not yet freed.
+unsafe fn enter<'a>(m: *const KecsManager) -> Result<InCall<'a>, Error> {
+    // SAFETY: per the contract above.
+    let manager = unsafe { manager_arg(m) }?;
+    let key = m as usize;
+    let mut calls = calls();
+    match calls.as_mut().and_then(|map| map.get_mut(&key)) {
+        Some(c) if c.freeing => Err(Error::Cancelled(
+            "the manager is being freed (kecs_manager_free was called)".into(),
+        )),
+        Some(c) => {
+            c.in_flight += 1;
+            Ok(InCall { m: manager, key })
+        }
+        // not made by kecs_manager_new or already freed: the caller broke the
+        // contract; refusing beats using freed memory when we can tell
+        None => Err(Error::InvalidArgument(
+            "manager was not made by kecs_manager_new or was already freed".into(),
+        )),
+    }
+}
 
 /// The library's version, e.g. "0.1.0". Static storage: never free it.
 #[no_mangle]
@@ -67,29 +137,65 @@ pub unsafe extern "C" fn kecs_manager_new(
             .enable_all()
             .build()
             .map_err(|e| Error::Internal(format!("starting the runtime: {e}")))?;
-        let m = Box::new(KecsManager {
+        let m = Box::into_raw(Box::new(KecsManager {
             runtime: Some(runtime),
             manager: std::sync::Arc::new(manager),
-        });
+        }));
+        calls()
+            .get_or_insert_with(HashMap::new)
+            .insert(m as usize, ManagerCalls::default());
         // SAFETY: checked non-NULL above.
-        unsafe { *out = Box::into_raw(m) };
+        unsafe { *out = m };
         Ok(())
     })
 }
 
-/// Frees a manager and shuts its runtime down (waiting at most about a second
-/// for background work). NULL is ignored. No call may be in flight on `m` and
-/// `m` must not be used afterwards.
+/// Frees a manager. Calls in flight on `m` in other threads are cancelled
+/// first (they return KECS_STATUS_CANCELLED; a create removes what it made),
+/// and `kecs_manager_free` returns only once every one of them has returned and
+/// every rollback has finished — also one waiting for a Docker Engine that does
+/// not answer, up to the client's request timeout (120 s). Calls that start
+/// while it runs fail with KECS_STATUS_CANCELLED. Then the runtime is shut
+/// down. NULL is ignored. `m` must not be used once it has returned.
 ///
 /// # Safety
-/// `m` is NULL or a pointer from `kecs_manager_new` not yet freed.
+/// `m` is NULL or a pointer from `kecs_manager_new` not yet freed (nor being
+/// freed by another thread).
 #[no_mangle]
 pub unsafe extern "C" fn kecs_manager_free(m: *mut KecsManager) {
     if m.is_null() {
         return;
     }
+    let key = m as usize;
     run_or((), || {
-        // SAFETY: the caller gives up ownership of a pointer from kecs_manager_new.
+        if let Some(c) = calls().as_mut().and_then(|map| map.get_mut(&key)) {
+            c.freeing = true;
+        }
+        {
+            // SAFETY: still a live manager; only this thread frees it.
+            let manager = unsafe { &*m };
+            if let Some(rt) = &manager.runtime {
+                let shared = manager.manager.clone();
+                // cancels the calls in flight and waits for their tasks,
+                // rollbacks included
+                rt.block_on(async move { shared.shutdown().await });
+            }
+        }
+        // the calls' threads leave once their answer is made
+        let mut calls = calls();
+        while calls
+            .as_ref()
+            .and_then(|map| map.get(&key))
+            .is_some_and(|c| c.in_flight > 0)
+        {
+            calls = CALL_LEFT.wait(calls).unwrap_or_else(|p| p.into_inner());
+        }
+        if let Some(map) = calls.as_mut() {
+            map.remove(&key);
+        }
+        drop(calls);
+        // SAFETY: the caller gives up ownership of a pointer from
+        // kecs_manager_new, and no call is inside it any more.
         let mut m = unsafe { Box::from_raw(m) };
         if let Some(rt) = m.runtime.take() {
             rt.shutdown_timeout(Duration::from_secs(1));
@@ -100,7 +206,9 @@ pub unsafe extern "C" fn kecs_manager_free(m: *mut KecsManager) {
 /// Creates a cluster and blocks until it is ready (or fails, times out, or is
 /// cancelled — in which case everything it created is removed). `options_json`
 /// holds CreateOptions (camelCase; NULL = defaults). An existing cluster is not
-/// an error (idempotent).
+/// an error (idempotent). A cancel returns within about a second even when the
+/// Docker Engine does not answer a request; the removal then finishes in the
+/// background once the engine answers (`kecs_manager_free` waits for it).
 ///
 /// # Safety
 /// `m` from `kecs_manager_new`; strings NUL-terminated or NULL; `cancel` NULL or
@@ -115,7 +223,7 @@ pub unsafe extern "C" fn kecs_cluster_create(
     err: *mut *mut KecsError,
 ) -> kecs_status_t {
     run("kecs_cluster_create", err, || {
-        let m = unsafe { manager_arg(m) }?;
+        let m = unsafe { enter(m) }?;
         let name = unsafe { str_arg(name, "name") }?;
         let options = match unsafe { opt_str_arg(options_json, "options_json") }? {
             Some(json) => CreateOptions::from_json(json)?,
@@ -142,7 +250,7 @@ pub unsafe extern "C" fn kecs_cluster_delete(
     err: *mut *mut KecsError,
 ) -> kecs_status_t {
     run("kecs_cluster_delete", err, || {
-        let m = unsafe { manager_arg(m) }?;
+        let m = unsafe { enter(m) }?;
         let name = unsafe { str_arg(name, "name") }?;
         let token = unsafe { cancel_arg(cancel) };
         let name = name.to_string();
@@ -165,7 +273,7 @@ pub unsafe extern "C" fn kecs_cluster_exists(
     err: *mut *mut KecsError,
 ) -> kecs_status_t {
     run("kecs_cluster_exists", err, || {
-        let m = unsafe { manager_arg(m) }?;
+        let m = unsafe { enter(m) }?;
         let name = unsafe { str_arg(name, "name") }?;
         out_arg(out, "out")?;
         let token = unsafe { cancel_arg(cancel) };
@@ -191,7 +299,7 @@ pub unsafe extern "C" fn kecs_cluster_wait_ready(
     err: *mut *mut KecsError,
 ) -> kecs_status_t {
     run("kecs_cluster_wait_ready", err, || {
-        let m = unsafe { manager_arg(m) }?;
+        let m = unsafe { enter(m) }?;
         let name = unsafe { str_arg(name, "name") }?;
         let token = unsafe { cancel_arg(cancel) };
         let name = name.to_string();
@@ -215,7 +323,7 @@ pub unsafe extern "C" fn kecs_cluster_stop(
     err: *mut *mut KecsError,
 ) -> kecs_status_t {
     run("kecs_cluster_stop", err, || {
-        let m = unsafe { manager_arg(m) }?;
+        let m = unsafe { enter(m) }?;
         let name = unsafe { str_arg(name, "name") }?;
         let token = unsafe { cancel_arg(cancel) };
         let name = name.to_string();
@@ -239,7 +347,7 @@ pub unsafe extern "C" fn kecs_cluster_start(
     err: *mut *mut KecsError,
 ) -> kecs_status_t {
     run("kecs_cluster_start", err, || {
-        let m = unsafe { manager_arg(m) }?;
+        let m = unsafe { enter(m) }?;
         let name = unsafe { str_arg(name, "name") }?;
         let token = unsafe { cancel_arg(cancel) };
         let name = name.to_string();
@@ -263,7 +371,7 @@ pub unsafe extern "C" fn kecs_cluster_is_running(
     err: *mut *mut KecsError,
 ) -> kecs_status_t {
     run("kecs_cluster_is_running", err, || {
-        let m = unsafe { manager_arg(m) }?;
+        let m = unsafe { enter(m) }?;
         let name = unsafe { str_arg(name, "name") }?;
         out_arg(out, "out")?;
         let token = unsafe { cancel_arg(cancel) };
@@ -290,7 +398,7 @@ pub unsafe extern "C" fn kecs_cluster_kubeconfig(
     err: *mut *mut KecsError,
 ) -> kecs_status_t {
     run("kecs_cluster_kubeconfig", err, || {
-        let m = unsafe { manager_arg(m) }?;
+        let m = unsafe { enter(m) }?;
         let name = unsafe { str_arg(name, "name") }?;
         out_arg(out_yaml, "out_yaml")?;
         let token = unsafe { cancel_arg(cancel) };
@@ -319,7 +427,7 @@ pub unsafe extern "C" fn kecs_cluster_kubeconfig_path(
     err: *mut *mut KecsError,
 ) -> kecs_status_t {
     run("kecs_cluster_kubeconfig_path", err, || {
-        let m = unsafe { manager_arg(m) }?;
+        let m = unsafe { enter(m) }?;
         let name = unsafe { str_arg(name, "name") }?;
         out_arg(out_path, "out_path")?;
         let path = m.manager.kubeconfig_path(name)?;
@@ -348,7 +456,7 @@ pub unsafe extern "C" fn kecs_cluster_info(
     err: *mut *mut KecsError,
 ) -> kecs_status_t {
     run("kecs_cluster_info", err, || {
-        let m = unsafe { manager_arg(m) }?;
+        let m = unsafe { enter(m) }?;
         let name = unsafe { str_arg(name, "name") }?;
         out_arg(out_json, "out_json")?;
         let token = unsafe { cancel_arg(cancel) };
@@ -378,7 +486,7 @@ pub unsafe extern "C" fn kecs_cluster_list(
     err: *mut *mut KecsError,
 ) -> kecs_status_t {
     run("kecs_cluster_list", err, || {
-        let m = unsafe { manager_arg(m) }?;
+        let m = unsafe { enter(m) }?;
         out_arg(out_json, "out_json")?;
         let token = unsafe { cancel_arg(cancel) };
         let list = m.run(move |mgr| async move { mgr.list(&token).await })?;
@@ -412,7 +520,7 @@ pub unsafe extern "C" fn kecs_cluster_port_add(
     err: *mut *mut KecsError,
 ) -> kecs_status_t {
     run("kecs_cluster_port_add", err, || {
-        let m = unsafe { manager_arg(m) }?;
+        let m = unsafe { enter(m) }?;
         let name = unsafe { str_arg(name, "name") }?;
         let port_json = unsafe { str_arg(port_json, "port_json") }?;
         let port: PortMapping = serde_json::from_str(port_json)
@@ -448,7 +556,7 @@ pub unsafe extern "C" fn kecs_cluster_port_remove(
     err: *mut *mut KecsError,
 ) -> kecs_status_t {
     run("kecs_cluster_port_remove", err, || {
-        let m = unsafe { manager_arg(m) }?;
+        let m = unsafe { enter(m) }?;
         let name = unsafe { str_arg(name, "name") }?;
         let protocol = unsafe { opt_str_arg(protocol, "protocol") }?
             .unwrap_or("tcp")
@@ -474,7 +582,7 @@ pub unsafe extern "C" fn kecs_cluster_ports(
     err: *mut *mut KecsError,
 ) -> kecs_status_t {
     run("kecs_cluster_ports", err, || {
-        let m = unsafe { manager_arg(m) }?;
+        let m = unsafe { enter(m) }?;
         let name = unsafe { str_arg(name, "name") }?;
         out_arg(out_json, "out_json")?;
         let token = unsafe { cancel_arg(cancel) };
@@ -508,7 +616,7 @@ pub unsafe extern "C" fn kecs_registry_create(
     err: *mut *mut KecsError,
 ) -> kecs_status_t {
     run("kecs_registry_create", err, || {
-        let m = unsafe { manager_arg(m) }?;
+        let m = unsafe { enter(m) }?;
         let json = unsafe { str_arg(opts_json, "opts_json") }?;
         let opts: RegistryCreate = serde_json::from_str(json)
             .map_err(|e| Error::InvalidArgument(format!("registry options JSON: {e}")))?;
@@ -539,7 +647,7 @@ pub unsafe extern "C" fn kecs_registry_delete(
     err: *mut *mut KecsError,
 ) -> kecs_status_t {
     run("kecs_registry_delete", err, || {
-        let m = unsafe { manager_arg(m) }?;
+        let m = unsafe { enter(m) }?;
         let name = unsafe { str_arg(name, "name") }?.to_string();
         let token = unsafe { cancel_arg(cancel) };
         m.run(move |mgr| async move { mgr.registry_delete(&name, &token).await })
@@ -561,7 +669,7 @@ pub unsafe extern "C" fn kecs_registry_list(
     err: *mut *mut KecsError,
 ) -> kecs_status_t {
     run("kecs_registry_list", err, || {
-        let m = unsafe { manager_arg(m) }?;
+        let m = unsafe { enter(m) }?;
         out_arg(out_json, "out_json")?;
         let token = unsafe { cancel_arg(cancel) };
         let list = m.run(move |mgr| async move { mgr.registry_list(&token).await })?;
@@ -592,7 +700,7 @@ pub unsafe extern "C" fn kecs_registry_connect(
     err: *mut *mut KecsError,
 ) -> kecs_status_t {
     run("kecs_registry_connect", err, || {
-        let m = unsafe { manager_arg(m) }?;
+        let m = unsafe { enter(m) }?;
         let registry = unsafe { str_arg(registry, "registry") }?.to_string();
         let name = unsafe { str_arg(name, "name") }?.to_string();
         let token = unsafe { cancel_arg(cancel) };
@@ -632,7 +740,9 @@ pub extern "C" fn kecs_cancel_new() -> *mut KecsCancel {
 }
 
 /// Cancels every call given this token: the call returns KECS_STATUS_CANCELLED
-/// within about a second (a create rolls back first). Idempotent; callable from
+/// within about a second, also when the Docker Engine hangs (a create rolls back
+/// first; a rollback held up by a request the engine has not answered goes on in
+/// the background, and `kecs_manager_free` waits for it). Idempotent; callable from
 /// any thread, also before the call starts (the call then fails at once). NULL
 /// is ignored.
 ///

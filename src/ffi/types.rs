@@ -9,9 +9,11 @@ use crate::manager::ClusterManager;
 /// Bumped on any change to a function signature, a type layout or a status
 /// number. Callers compare `kecs_abi_version()` with the header's
 /// `KECS_ABI_VERSION`.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// Result of every fallible function. The numbers are stable and never reused.
+/// Besides OK and PANIC they are the library's error codes (Rust `ErrorCode`,
+/// Go `Code`), number for number.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
@@ -29,6 +31,9 @@ pub enum kecs_status_t {
     KECS_STATUS_INTERNAL = 10,
     /// A Rust panic was caught at the boundary; the message says where.
     KECS_STATUS_PANIC = 11,
+    /// A node container exited (or was stopped) before it became ready, or a
+    /// command run inside a node failed; the message names the node and step.
+    KECS_STATUS_NODE_FAILED = 12,
 }
 
 impl From<ErrorCode> for kecs_status_t {
@@ -45,6 +50,7 @@ impl From<ErrorCode> for kecs_status_t {
             ErrorCode::Kubernetes => KECS_STATUS_KUBERNETES,
             ErrorCode::Io => KECS_STATUS_IO,
             ErrorCode::Internal => KECS_STATUS_INTERNAL,
+            ErrorCode::NodeFailed => KECS_STATUS_NODE_FAILED,
         }
     }
 }
@@ -77,4 +83,34 @@ impl KecsError {
 /// cancel it.
 pub struct KecsCancel {
     pub(crate) token: CancellationToken,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_code_is_the_status_of_the_same_number() {
+        for code in ErrorCode::all() {
+            let status = kecs_status_t::from(code);
+            assert_eq!(status as u32, code as u32, "{code:?} -> {status:?}");
+        }
+        assert_eq!(kecs_status_t::KECS_STATUS_PANIC as u32, 11);
+        assert!(ErrorCode::all()
+            .iter()
+            .all(|&c| c as u32 != kecs_status_t::KECS_STATUS_PANIC as u32));
+    }
+
+    #[test]
+    fn a_node_failure_reaches_c_as_node_failed() {
+        let e = KecsError::from_error(&Error::NodeFailed("node kecs-a-server-0 exited".into()));
+        assert_eq!(e.status, kecs_status_t::KECS_STATUS_NODE_FAILED);
+        assert_eq!(e.message.to_str().unwrap(), "node kecs-a-server-0 exited");
+    }
+
+    #[test]
+    fn the_abi_version_counts_the_node_failed_status() {
+        // 3: KECS_STATUS_NODE_FAILED was added.
+        assert_eq!(ABI_VERSION, 3);
+    }
 }

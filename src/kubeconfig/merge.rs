@@ -175,18 +175,29 @@ fn marker(entry: &Value) -> Option<&Map<String, Value>> {
 }
 
 fn is_ours(entry: &Value, owner: &Owner<'_>) -> bool {
-    marker(entry).is_some_and(|m| m["provider"] == owner.provider && m["cluster"] == owner.cluster)
+    // the marker is in the user's file: any shape, never a panic
+    marker(entry).is_some_and(|m| {
+        m.get("provider").and_then(Value::as_str) == Some(owner.provider)
+            && m.get("cluster").and_then(Value::as_str) == Some(owner.cluster)
+    })
 }
 
 /// `entry` with our marker (replacing any earlier one) carrying `extra`.
 fn with_marker(entry: &Value, owner: &Owner<'_>, extra: Map<String, Value>) -> Value {
     let mut entry = entry.clone();
+    if !entry.is_object() {
+        return entry;
+    }
     let mut ext = json!({"provider": owner.provider, "cluster": owner.cluster});
     ext.as_object_mut()
         .expect("an object literal")
         .extend(extra);
     let key = body_key(&entry);
     let body = &mut entry[key];
+    if !body.is_object() {
+        // no mapping body to carry extensions (a malformed entry): give it one
+        *body = json!({});
+    }
     let mut list: Vec<Value> = body["extensions"]
         .as_array()
         .map(|l| l.iter().filter(|e| e["name"] != MARKER).cloned().collect())

@@ -3,7 +3,8 @@
 //! the result is looked at, and a restart's ready line only counts when it was
 //! logged after the node's new `StartedAt`, so the previous run's lines never do.
 
-use bollard::models::ContainerSummary;
+use crate::engine::models::ContainerSummary;
+use crate::engine::Engine;
 
 use super::{steps, ProviderCtx};
 use crate::docker::{self, summary_name};
@@ -23,7 +24,7 @@ pub fn is_running(c: &ContainerSummary) -> bool {
 /// Stops the nodes phase by phase; within a phase all stops run together and all
 /// finish. A node that is already stopped is fine (stop is idempotent).
 pub async fn stop_phases(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     phases: Vec<Vec<String>>,
     guard: &Guard,
@@ -46,7 +47,7 @@ pub async fn stop_phases(
 /// wait for a ready line. A node that exits instead is named with its exit code
 /// and last log lines, and stopped (not removed: the cluster existed before).
 pub async fn start_phases(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     phases: Vec<Vec<NodeStart>>,
     guard: &Guard,
@@ -72,7 +73,7 @@ pub async fn start_phases(
 }
 
 /// When the container's previous run ended (Docker's `State.FinishedAt`).
-async fn finished_at(cx: &ProviderCtx<'_>, name: &str) -> String {
+async fn finished_at(cx: &ProviderCtx<'_, impl Engine>, name: &str) -> String {
     docker::inspect(cx.docker, name)
         .await
         .ok()
@@ -82,7 +83,7 @@ async fn finished_at(cx: &ProviderCtx<'_>, name: &str) -> String {
 }
 
 async fn wait_restarted(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     node: &NodeStart,
     ended: &str,

@@ -9,8 +9,9 @@ pub mod lifecycle;
 pub mod query;
 pub mod steps;
 
-use bollard::models::PortBinding;
-use bollard::Docker;
+use crate::engine::models::PortBinding;
+use crate::engine::DockerEngine;
+use crate::engine::Engine;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
@@ -87,9 +88,32 @@ pub(crate) fn binds(first: String, plan: &CreatePlan) -> Vec<String> {
     binds
 }
 
+/// Label on every object one create makes, with that create's id: its rollback
+/// removes only objects carrying its own id, so two processes creating the
+/// same name never remove each other's objects.
+pub const CREATION_LABEL: &str = "kecs.creation";
+
+/// The id of this create attempt: the plan's (the manager makes one per
+/// attempt, so it can roll back by it too), else a new one.
+pub(crate) fn creation_id(plan: &CreatePlan) -> Result<String> {
+    if plan.creation_id.is_empty() {
+        new_creation_id()
+    } else {
+        Ok(plan.creation_id.clone())
+    }
+}
+
+/// A new create's id: 16 random hex digits.
+pub(crate) fn new_creation_id() -> Result<String> {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b)
+        .map_err(|e| crate::Error::Internal(format!("OS random source: {e}")))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
 /// What a provider needs from the manager for one call.
-pub struct ProviderCtx<'a> {
-    pub docker: &'a Docker,
+pub struct ProviderCtx<'a, E: Engine = DockerEngine> {
+    pub docker: &'a E,
     pub config: &'a ResolvedConfig,
     /// The container this process runs in, if it runs in one (container mode).
     pub self_container: Option<&'a str>,
@@ -189,32 +213,69 @@ pub trait Provider {
     /// lines, then — when `plan.wait_ready` — every node Ready via the API).
     async fn create(
         &self,
-        cx: &ProviderCtx<'_>,
+        cx: &ProviderCtx<'_, impl Engine>,
         cluster: &str,
         plan: &CreatePlan,
         guard: &Guard,
     ) -> Result<Created>;
     /// Removes everything of the cluster; Ok(false) when there was nothing.
-    async fn delete(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool>;
-    async fn exists(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<bool>;
-    async fn kubeconfig(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<Kubeconfigs>;
+    async fn delete(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+        guard: &Guard,
+    ) -> Result<bool>;
+    /// Removes only what the create with id `creation` made (its rollback,
+    /// also when the create itself could not run it: a panic, a dropped task).
+    async fn rollback_create(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+        creation: &str,
+        guard: &Guard,
+    ) -> Result<bool>;
+    async fn exists(&self, cx: &ProviderCtx<'_, impl Engine>, cluster: &str) -> Result<bool>;
+    async fn kubeconfig(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+    ) -> Result<Kubeconfigs>;
     /// None when the cluster does not exist.
-    async fn info(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<Option<ClusterInfo>>;
-    async fn list(&self, cx: &ProviderCtx<'_>) -> Result<Vec<ClusterInfo>>;
+    async fn info(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+    ) -> Result<Option<ClusterInfo>>;
+    async fn list(&self, cx: &ProviderCtx<'_, impl Engine>) -> Result<Vec<ClusterInfo>>;
     /// Waits until an existing cluster's nodes are ready.
-    async fn wait_ready(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<()>;
+    async fn wait_ready(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+        guard: &Guard,
+    ) -> Result<()>;
     /// Stops every container of the cluster, in the provider's order; Ok(false)
     /// when the cluster does not exist.
-    async fn stop(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool>;
+    async fn stop(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+        guard: &Guard,
+    ) -> Result<bool>;
     /// Starts the stopped containers of the cluster in the provider's order,
     /// waits for their restart log lines, then for every node Ready. Ok(false)
     /// when the cluster does not exist.
-    async fn start(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool>;
+    async fn start(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+        guard: &Guard,
+    ) -> Result<bool>;
     /// Adds a host-port mapping to the running cluster's load balancer without
     /// interrupting anything already published.
     async fn port_add(
         &self,
-        _cx: &ProviderCtx<'_>,
+        _cx: &ProviderCtx<'_, impl Engine>,
         cluster: &str,
         _port: &ValidPort,
         _guard: &Guard,
@@ -225,7 +286,7 @@ pub trait Provider {
     /// nodes use it (they restart to read the new configuration).
     async fn registry_connect(
         &self,
-        _cx: &ProviderCtx<'_>,
+        _cx: &ProviderCtx<'_, impl Engine>,
         cluster: &str,
         _reg: &crate::registry::RegistryRef,
         _guard: &Guard,
@@ -235,7 +296,7 @@ pub trait Provider {
     /// Removes a mapping `port_add` made.
     async fn port_remove(
         &self,
-        _cx: &ProviderCtx<'_>,
+        _cx: &ProviderCtx<'_, impl Engine>,
         cluster: &str,
         _host_port: u16,
         _protocol: &str,
@@ -298,40 +359,77 @@ impl Provider for AnyProvider {
     }
     async fn create(
         &self,
-        cx: &ProviderCtx<'_>,
+        cx: &ProviderCtx<'_, impl Engine>,
         cluster: &str,
         plan: &CreatePlan,
         guard: &Guard,
     ) -> Result<Created> {
         dispatch!(self, p => p.create(cx, cluster, plan, guard).await)
     }
-    async fn delete(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
+    async fn delete(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+        guard: &Guard,
+    ) -> Result<bool> {
         dispatch!(self, p => p.delete(cx, cluster, guard).await)
     }
-    async fn exists(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<bool> {
+    async fn rollback_create(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+        creation: &str,
+        guard: &Guard,
+    ) -> Result<bool> {
+        dispatch!(self, p => p.rollback_create(cx, cluster, creation, guard).await)
+    }
+    async fn exists(&self, cx: &ProviderCtx<'_, impl Engine>, cluster: &str) -> Result<bool> {
         dispatch!(self, p => p.exists(cx, cluster).await)
     }
-    async fn kubeconfig(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<Kubeconfigs> {
+    async fn kubeconfig(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+    ) -> Result<Kubeconfigs> {
         dispatch!(self, p => p.kubeconfig(cx, cluster).await)
     }
-    async fn info(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<Option<ClusterInfo>> {
+    async fn info(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+    ) -> Result<Option<ClusterInfo>> {
         dispatch!(self, p => p.info(cx, cluster).await)
     }
-    async fn list(&self, cx: &ProviderCtx<'_>) -> Result<Vec<ClusterInfo>> {
+    async fn list(&self, cx: &ProviderCtx<'_, impl Engine>) -> Result<Vec<ClusterInfo>> {
         dispatch!(self, p => p.list(cx).await)
     }
-    async fn wait_ready(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<()> {
+    async fn wait_ready(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+        guard: &Guard,
+    ) -> Result<()> {
         dispatch!(self, p => p.wait_ready(cx, cluster, guard).await)
     }
-    async fn stop(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
+    async fn stop(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+        guard: &Guard,
+    ) -> Result<bool> {
         dispatch!(self, p => p.stop(cx, cluster, guard).await)
     }
-    async fn start(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
+    async fn start(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+        guard: &Guard,
+    ) -> Result<bool> {
         dispatch!(self, p => p.start(cx, cluster, guard).await)
     }
     async fn port_add(
         &self,
-        cx: &ProviderCtx<'_>,
+        cx: &ProviderCtx<'_, impl Engine>,
         cluster: &str,
         port: &ValidPort,
         guard: &Guard,
@@ -340,7 +438,7 @@ impl Provider for AnyProvider {
     }
     async fn port_remove(
         &self,
-        cx: &ProviderCtx<'_>,
+        cx: &ProviderCtx<'_, impl Engine>,
         cluster: &str,
         host_port: u16,
         protocol: &str,
@@ -350,7 +448,7 @@ impl Provider for AnyProvider {
     }
     async fn registry_connect(
         &self,
-        cx: &ProviderCtx<'_>,
+        cx: &ProviderCtx<'_, impl Engine>,
         cluster: &str,
         reg: &crate::registry::RegistryRef,
         guard: &Guard,

@@ -1,7 +1,8 @@
 //! Pieces shared by the providers: cluster info from container summaries, and
 //! which kubeconfig this process can reach a cluster with.
 
-use bollard::models::{ContainerSummary, NetworkConnectRequest};
+use crate::engine::models::{ContainerSummary, NetworkConnectRequest};
+use crate::engine::Engine;
 use std::collections::BTreeMap;
 
 use super::{ClusterInfo, Created, Kubeconfigs, NodeInfo, PortInfo, ProviderCtx};
@@ -150,7 +151,7 @@ pub fn published_ports(c: &ContainerSummary, added: bool, skip_api: bool) -> Vec
 /// container we can identify, join the cluster network and use node names;
 /// otherwise the host URL.
 pub async fn reachable_kubeconfig<'k>(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     network: &str,
     kcs: &'k Kubeconfigs,
 ) -> &'k str {
@@ -167,7 +168,7 @@ pub async fn reachable_kubeconfig<'k>(
     match cx.docker.connect_network(network, req).await {
         Ok(()) => &kcs.internal,
         // already connected
-        Err(bollard::errors::Error::DockerResponseServerError {
+        Err(crate::engine::EngineError::DockerResponseServerError {
             status_code: 403 | 409,
             ..
         }) => &kcs.internal,
@@ -188,7 +189,7 @@ pub struct KubeconfigSource<'a> {
 }
 
 /// `https://<host>:<port>` for the API as published on the Docker host.
-pub fn host_url(cx: &ProviderCtx<'_>, port: u16) -> String {
+pub fn host_url(cx: &ProviderCtx<'_, impl Engine>, port: u16) -> String {
     let ip = cx.config.api_host_ip;
     // published on every address (as with a remote engine, whose host is the
     // hostAddress): reach it by hostAddress
@@ -209,7 +210,7 @@ pub fn host_url(cx: &ProviderCtx<'_>, port: u16) -> String {
 /// Copies the kubeconfig out of the node (archive API) while reading its
 /// published API port, and rewrites it for the host and for the cluster network.
 pub async fn read_kubeconfigs(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     src: KubeconfigSource<'_>,
 ) -> Result<Kubeconfigs> {
@@ -246,7 +247,7 @@ pub async fn read_kubeconfigs(
 /// version is asked on the same connection.
 #[allow(clippy::too_many_arguments)]
 pub async fn finish_create(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     network: &str,
     expected_nodes: usize,

@@ -3,10 +3,11 @@
 //! restart policy set once the cluster is up, and the registries a create makes
 //! or uses.
 
-use bollard::models::{
+use crate::engine::models::{
     ContainerCreateBody, ContainerUpdateBody, RestartPolicy, RestartPolicyNameEnum,
 };
-use bollard::query_parameters::{CreateContainerOptions, StartContainerOptions};
+use crate::engine::query::CreateContainerOptions;
+use crate::engine::Engine;
 use std::future::Future;
 use std::time::Duration;
 
@@ -54,7 +55,7 @@ where
 /// Creates a node container with no restart policy, so a node that dies while
 /// the cluster comes up stays dead and its exit code can be reported.
 pub async fn create_node(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     name: String,
     mut body: ContainerCreateBody,
@@ -71,7 +72,7 @@ pub async fn create_node(
         ..Default::default()
     };
     cx.docker
-        .create_container(Some(opts), body)
+        .create_container(opts, body)
         .await
         .map_err(|e| Error::docker(format!("cluster {cluster}: creating node {name}"), e))?;
     guard.report(&format!("created node {name}"));
@@ -82,7 +83,7 @@ pub async fn create_node(
 /// returns (no early return mid-flight), so a rollback sees every container that
 /// exists.
 pub async fn create_nodes(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     nodes: Vec<(String, ContainerCreateBody)>,
     guard: &Guard,
@@ -100,7 +101,7 @@ pub async fn create_nodes(
 /// Starts a node; a host port already taken becomes an InvalidArgument that
 /// says which port and what to do.
 pub async fn start_node(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     name: &str,
     api_port: u16,
@@ -108,20 +109,16 @@ pub async fn start_node(
 ) -> Result<()> {
     let step = format!("cluster {cluster}: starting node {name}");
     guard.check(&step)?;
-    match cx
-        .docker
-        .start_container(name, None::<StartContainerOptions>)
-        .await
-    {
+    match cx.docker.start_container(name).await {
         Ok(()) => {
             guard.report(&format!("started node {name}"));
             Ok(())
         }
         // already running
-        Err(bollard::errors::Error::DockerResponseServerError {
+        Err(crate::engine::EngineError::DockerResponseServerError {
             status_code: 304, ..
         }) => Ok(()),
-        Err(bollard::errors::Error::DockerResponseServerError { message, .. })
+        Err(crate::engine::EngineError::DockerResponseServerError { message, .. })
             if message.contains("port is already allocated")
                 || message.contains("address already in use") =>
         {
@@ -141,7 +138,7 @@ pub async fn start_node(
 /// Follows a node's log until one of `lines` (its ready or boot line), within the
 /// operation's deadline and cancellation.
 pub async fn wait_for_line(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     name: &str,
     lines: &[&str],
@@ -163,7 +160,7 @@ pub async fn wait_for_line(
 
 /// Sets the provider's restart policy on every node once the cluster is up.
 pub async fn set_restart_policy(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     names: &[String],
     policy: RestartPolicy,
@@ -184,16 +181,14 @@ pub async fn set_restart_policy(
             })
         }
     });
-    futures_util::future::try_join_all(updates)
-        .await
-        .map(|_| ())
+    crate::engine::all_finish(updates).await.map(|_| ())
 }
 
 /// Before anything of the cluster exists: the registry to create has its image
 /// and a free name; each registry to use exists. Returns every registry the
 /// cluster will use.
 pub async fn check_registries(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     plan: &CreatePlan,
     guard: &Guard,
@@ -224,7 +219,7 @@ pub async fn check_registries(
 /// rollback find it), then every registry attached to the cluster network
 /// `network`.
 pub async fn attach_registries(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     plan: &CreatePlan,
     refs: &[RegistryRef],

@@ -317,3 +317,81 @@ pub fn kubectl(kubeconfig: impl AsRef<Path>, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Waits until nothing of `cluster` is left in Docker (what [`leftovers`]
+/// lists), checking again at each container, network or volume removal the
+/// engine reports; panics after `limit` naming what is left. Events are asked
+/// for from a little before the first check, so a removal racing it is seen.
+pub async fn wait_until_gone(cluster: &str, limit: std::time::Duration) {
+    use futures_util::StreamExt;
+    let docker = docker().await;
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .saturating_sub(2);
+    let filters = std::collections::HashMap::from([
+        (
+            "type".to_string(),
+            vec![
+                "container".to_string(),
+                "network".to_string(),
+                "volume".to_string(),
+            ],
+        ),
+        (
+            "event".to_string(),
+            vec!["destroy".to_string(), "remove".to_string()],
+        ),
+    ]);
+    let mut events = docker.events(Some(bollard::query_parameters::EventsOptions {
+        since: Some(since.to_string()),
+        until: None,
+        filters: Some(filters),
+    }));
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let left = leftovers(cluster).await;
+        if left.is_empty() {
+            return;
+        }
+        match tokio::time::timeout_at(deadline, events.next()).await {
+            Ok(Some(event)) => {
+                event.expect("Docker event stream");
+            }
+            Ok(None) => panic!("Docker's event stream ended; left: {left:?}"),
+            Err(_) => panic!("still left in Docker after {limit:?}: {left:?}"),
+        }
+    }
+}
+
+/// A reporter that sends every progress line to the returned receiver (tests
+/// wait on it for a step, e.g. "started node …").
+pub fn progress_channel() -> (
+    kecs_cluster::guard::Reporter,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let reporter: kecs_cluster::guard::Reporter = std::sync::Arc::new(move |_, line: &str| {
+        let _ = tx.send(line.to_string());
+    });
+    (reporter, rx)
+}
+
+/// Waits on a [`progress_channel`] until a line contains `wanted`; panics after `limit`.
+pub async fn wait_for_progress(
+    lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    wanted: &str,
+    limit: std::time::Duration,
+) -> String {
+    let found = tokio::time::timeout(limit, async {
+        while let Some(line) = lines.recv().await {
+            if line.contains(wanted) {
+                return line;
+            }
+        }
+        panic!("the operation ended without reporting {wanted:?}");
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("no progress line with {wanted:?} within {limit:?}"))
+}

@@ -5,10 +5,10 @@
 //! → readiness → kubeconfig. Any failure, timeout or cancellation removes what
 //! was made.
 
-use bollard::models::{
+use crate::engine::models::{
     NetworkCreateRequest, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
-use bollard::query_parameters::InspectNetworkOptions;
+use crate::engine::Engine;
 use std::collections::HashMap;
 
 use super::spec::{self, ClusterSpec, SERVER0};
@@ -20,12 +20,12 @@ use crate::error::{is_docker_not_found, Error, Result};
 use crate::guard::Guard;
 use crate::options::{CreatePlan, NodeRef, Role};
 use crate::provider::query::{finish_create, reachable_kubeconfig};
-use crate::provider::{steps, Created, ProviderCtx};
+use crate::provider::{steps, Created, ProviderCtx, CREATION_LABEL};
 use crate::readiness;
 use crate::registry::{self, RegistryRef};
 
 pub async fn create(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     plan: &CreatePlan,
     guard: &Guard,
@@ -41,11 +41,13 @@ pub async fn create(
             .map_err(|e| e.context(format!("cluster {cluster}: the load balancer's image")))?;
     }
     let registries = steps::check_registries(cx, cluster, plan, guard).await?;
+    let creation = crate::provider::creation_id(plan)?;
+    let creation = creation.as_str();
     steps::with_rollback(
         cluster,
         guard,
-        build(cx, cluster, plan, &registries, guard),
-        |rb| async move { remove_objects(cx, cluster, &rb).await },
+        build(cx, cluster, plan, &registries, creation, guard),
+        |rb| async move { remove_objects(cx, cluster, Some(creation), &rb).await },
     )
     .await
 }
@@ -58,15 +60,16 @@ struct Network {
 
 /// Reuses `k3d-<c>` if it exists (external unless we made it for this cluster),
 /// else creates it as k3d does (bridge, masquerade) labelled with the cluster.
-async fn ensure_network(cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<Network> {
+async fn ensure_network(
+    cx: &ProviderCtx<'_, impl Engine>,
+    cluster: &str,
+    creation: &str,
+    guard: &Guard,
+) -> Result<Network> {
     let name = spec::network_name(cluster);
     let step = format!("cluster {cluster}: creating network {name}");
     guard.check(&step)?;
-    let existing = match cx
-        .docker
-        .inspect_network(&name, None::<InspectNetworkOptions>)
-        .await
-    {
+    let existing = match cx.docker.inspect_network(&name).await {
         Ok(n) => Some(n),
         Err(e) if is_docker_not_found(&e) => None,
         Err(e) => return Err(Error::docker(&step, e)),
@@ -90,6 +93,7 @@ async fn ensure_network(cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> R
                 labels: Some(HashMap::from([
                     ("app".to_string(), "k3d".to_string()),
                     ("k3d.cluster".to_string(), cluster.to_string()),
+                    (CREATION_LABEL.to_string(), creation.to_string()),
                 ])),
                 ..Default::default()
             };
@@ -99,8 +103,9 @@ async fn ensure_network(cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> R
                     false
                 }
                 // created concurrently by someone else: reuse it, do not own it
-                Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code: 409, ..
+                Err(crate::engine::EngineError::DockerResponseServerError {
+                    status_code: 409,
+                    ..
                 }) => true,
                 Err(e) => return Err(Error::docker(&step, e)),
             }
@@ -108,7 +113,7 @@ async fn ensure_network(cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> R
     };
     let info = cx
         .docker
-        .inspect_network(&name, None::<InspectNetworkOptions>)
+        .inspect_network(&name)
         .await
         .map_err(|e| Error::docker(&step, e))?;
     let subnet = info
@@ -125,7 +130,18 @@ async fn ensure_network(cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> R
     })
 }
 
-async fn create_image_volume(cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<()> {
+/// The image volume `k3d-<c>-images`, made first: it is also the cluster name's
+/// claim. The engine serialises volume creates by name and hands back the
+/// existing volume to a second one, so exactly one create finds its own id on
+/// it; another (another process creating the same name at the same moment, or
+/// a create that crashed without its rollback) is AlreadyExists, having made
+/// nothing.
+async fn claim_with_image_volume(
+    cx: &ProviderCtx<'_, impl Engine>,
+    cluster: &str,
+    creation: &str,
+    guard: &Guard,
+) -> Result<()> {
     let name = spec::image_volume(cluster);
     let step = format!("cluster {cluster}: creating volume {name}");
     guard.check(&step)?;
@@ -139,13 +155,22 @@ async fn create_image_volume(cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard)
                 "k3d.version".to_string(),
                 spec::K3D_VERSION_LABEL.to_string(),
             ),
+            (CREATION_LABEL.to_string(), creation.to_string()),
         ])),
         ..Default::default()
     };
-    cx.docker
+    let volume = cx
+        .docker
         .create_volume(req)
         .await
         .map_err(|e| Error::docker(&step, e))?;
+    let owner = volume.labels.get(CREATION_LABEL).map(String::as_str);
+    if owner != Some(creation) {
+        return Err(Error::AlreadyExists(format!(
+            "cluster {cluster} is being created by another process (volume {name} belongs to create {}); if no other create is running, `delete` the cluster to remove what an interrupted create left",
+            owner.unwrap_or("of another tool")
+        )));
+    }
     guard.report(&format!("created volume {name}"));
     Ok(())
 }
@@ -153,9 +178,10 @@ async fn create_image_volume(cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard)
 /// k3d-created named volumes (`k3d-*`) that do not exist yet are made with the
 /// cluster's labels, so delete removes them; other named volumes are the user's.
 async fn create_named_volumes(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     plan: &CreatePlan,
+    creation: &str,
 ) -> Result<()> {
     for v in plan
         .volumes
@@ -170,6 +196,7 @@ async fn create_named_volumes(
             labels: Some(HashMap::from([
                 ("app".to_string(), "k3d".to_string()),
                 ("k3d.cluster".to_string(), cluster.to_string()),
+                (CREATION_LABEL.to_string(), creation.to_string()),
             ])),
             ..Default::default()
         };
@@ -192,7 +219,7 @@ fn unless_stopped() -> RestartPolicy {
 }
 
 async fn wait_node(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     name: &str,
     line: &str,
@@ -202,24 +229,21 @@ async fn wait_node(
 }
 
 async fn build(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     plan: &CreatePlan,
     registries: &[RegistryRef],
+    creation: &str,
     guard: &Guard,
 ) -> Result<Created> {
-    // join, not try_join: both calls finish even if one fails, so a rollback
-    // sees whatever they made
-    let (net, volume) = futures_util::future::join(
-        ensure_network(cx, cluster, guard),
-        create_image_volume(cx, cluster, guard),
-    )
-    .await;
-    let (net, ()) = (net?, volume?);
-    create_named_volumes(cx, cluster, plan).await?;
+    // the claim first: a create that loses it has made nothing
+    claim_with_image_volume(cx, cluster, creation, guard).await?;
+    let net = ensure_network(cx, cluster, creation, guard).await?;
+    create_named_volumes(cx, cluster, plan, creation).await?;
     let token = spec::new_token()?;
     let spec = ClusterSpec {
         cluster,
+        creation,
         token: &token,
         network_id: &net.id,
         network_subnet: &net.subnet,
@@ -286,7 +310,7 @@ async fn build(
 /// balancer are up.
 #[allow(clippy::too_many_arguments)]
 async fn start_nodes(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     plan: &CreatePlan,
     spec: &ClusterSpec<'_>,
@@ -435,7 +459,7 @@ async fn start_nodes(
 
 /// The KEP-1755 ConfigMap and CoreDNS's NodeHosts, once the API answers.
 async fn publish_registries(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     created: &Created,
     registries: &[RegistryRef],

@@ -7,8 +7,8 @@ mod create;
 mod ports;
 pub mod spec;
 
-use bollard::models::ContainerSummary;
-use bollard::query_parameters::InspectNetworkOptions;
+use crate::engine::models::ContainerSummary;
+use crate::engine::Engine;
 use std::collections::BTreeMap;
 
 use super::lifecycle::{self, names_where, NodeStart};
@@ -46,19 +46,30 @@ fn cluster_labels(cluster: &str) -> [(&str, &str); 2] {
 }
 
 /// The cluster's server and agent containers (other k3d roles are ignored).
-async fn node_containers(cx: &ProviderCtx<'_>, cluster: &str) -> Result<Vec<ContainerSummary>> {
+async fn node_containers(
+    cx: &ProviderCtx<'_, impl Engine>,
+    cluster: &str,
+) -> Result<Vec<ContainerSummary>> {
     let all = cluster_containers(cx, cluster).await?;
     Ok(all.into_iter().filter(is_node).collect())
 }
 
 /// The cluster's nodes, load balancer and port proxies (not a registry).
-async fn cluster_containers(cx: &ProviderCtx<'_>, cluster: &str) -> Result<Vec<ContainerSummary>> {
-    let all = docker::containers_with_labels(cx.docker, &cluster_labels(cluster)).await?;
+async fn cluster_containers(
+    cx: &ProviderCtx<'_, impl Engine>,
+    cluster: &str,
+) -> Result<Vec<ContainerSummary>> {
+    let all = docker::containers_with_labels(cx.docker, &cluster_labels(cluster))
+        .await
+        .map_err(|e| e.context(format!("cluster {cluster}")))?;
     Ok(all.into_iter().filter(|c| role(c) != "registry").collect())
 }
 
 /// The cluster's containers, or NotFound when it has no node.
-async fn existing_cluster(cx: &ProviderCtx<'_>, cluster: &str) -> Result<Vec<ContainerSummary>> {
+async fn existing_cluster(
+    cx: &ProviderCtx<'_, impl Engine>,
+    cluster: &str,
+) -> Result<Vec<ContainerSummary>> {
     let all = cluster_containers(cx, cluster).await?;
     if !all.iter().any(is_node) {
         return Err(Error::NotFound(format!("cluster {cluster} does not exist")));
@@ -89,7 +100,7 @@ fn entry_names(cluster: &str) -> EntryNames {
 /// The kubeconfig k3s wrote in `server`, for both uses, pointing at the host
 /// port `api_node` (the load balancer, or server-0 without one) publishes.
 async fn read_kubeconfigs(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     server: &str,
     api_node: &str,
@@ -104,15 +115,31 @@ async fn read_kubeconfigs(
     query::read_kubeconfigs(cx, cluster, src).await
 }
 
+/// The cluster's labels, narrowed to one create's objects when `creation` is
+/// given (a rollback).
+fn scoped_labels<'a>(cluster: &'a str, creation: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
+    let mut labels = cluster_labels(cluster).to_vec();
+    labels.extend(creation.map(|id| (crate::provider::CREATION_LABEL, id)));
+    labels
+}
+
 /// Removes the cluster's containers, its network (only when we created it for
-/// this cluster and nothing else holds it) and its labelled volumes.
+/// this cluster and nothing else holds it) and its labelled volumes: all of
+/// them (delete), or only those one create made (`creation`, its rollback).
 pub(crate) async fn remove_objects(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
+    creation: Option<&str>,
     guard: &Guard,
 ) -> Result<bool> {
     // registries are not removed with the nodes: release_network decides
-    let containers = cluster_containers(cx, cluster).await?;
+    let containers: Vec<ContainerSummary> =
+        docker::containers_with_labels(cx.docker, &scoped_labels(cluster, creation))
+            .await
+            .map_err(|e| e.context(format!("cluster {cluster}")))?
+            .into_iter()
+            .filter(|c| role(c) != "registry")
+            .collect();
     let external = containers
         .iter()
         .any(|c| summary_label(c, "k3d.cluster.network.external") == Some("true"));
@@ -120,17 +147,52 @@ pub(crate) async fn remove_objects(
     docker::remove_containers(cx.docker, &names, guard)
         .await
         .map_err(|e| e.context(format!("deleting cluster {cluster}")))?;
-    crate::registry::release_network(cx.docker, &spec::network_name(cluster), cluster, guard)
-        .await
-        .map_err(|e| e.context(format!("deleting cluster {cluster}")))?;
+    // A rollback releases registries only from a network it made itself: on
+    // anyone else's (a reused network, another process's create of this name)
+    // the registries are theirs.
+    let release = match creation {
+        None => true,
+        Some(_) => !external && !owned_networks(cx, cluster, creation).await?.is_empty(),
+    };
+    if release {
+        crate::registry::release_network(cx.docker, &spec::network_name(cluster), cluster, guard)
+            .await
+            .map_err(|e| e.context(format!("deleting cluster {cluster}")))?;
+    }
     let mut removed_any = !names.is_empty();
     if !external {
-        removed_any |= remove_owned_network(cx, cluster, guard).await?;
+        removed_any |= remove_owned_network(cx, cluster, creation, guard).await?;
     }
-    docker::remove_volumes_with_labels(cx.docker, &cluster_labels(cluster), guard)
+    docker::remove_volumes_with_labels(cx.docker, &scoped_labels(cluster, creation), guard)
         .await
         .map_err(|e| e.context(format!("deleting cluster {cluster}")))?;
     Ok(removed_any)
+}
+
+/// The IDs of the networks named `k3d-<c>` labelled with the cluster (and with
+/// `creation`, when given).
+async fn owned_networks(
+    cx: &ProviderCtx<'_, impl Engine>,
+    cluster: &str,
+    creation: Option<&str>,
+) -> Result<Vec<String>> {
+    let net = spec::network_name(cluster);
+    let mut labels = vec![("k3d.cluster", cluster)];
+    labels.extend(creation.map(|id| (crate::provider::CREATION_LABEL, id)));
+    let opts = crate::engine::query::ListNetworksOptions {
+        filters: Some(docker::label_filter(&labels)),
+    };
+    let listed = cx.docker.list_networks(opts).await.map_err(|e| {
+        Error::docker(
+            format!("deleting cluster {cluster}: listing its networks"),
+            e,
+        )
+    })?;
+    Ok(listed
+        .into_iter()
+        .filter(|n| n.name.as_deref() == Some(net.as_str()))
+        .filter_map(|n| n.id)
+        .collect())
 }
 
 /// Removes the cluster's own network: every network of that name labelled with
@@ -138,26 +200,18 @@ pub(crate) async fn remove_objects(
 /// engine that lets networks share a name can leave two, and then the name
 /// alone is ambiguous to the engine (every call by name fails); by ID, delete
 /// clears that state too. Ok(true) when one was removed.
-async fn remove_owned_network(cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
+async fn remove_owned_network(
+    cx: &ProviderCtx<'_, impl Engine>,
+    cluster: &str,
+    creation: Option<&str>,
+    guard: &Guard,
+) -> Result<bool> {
     let net = spec::network_name(cluster);
-    let opts = bollard::query_parameters::ListNetworksOptions {
-        filters: Some(docker::label_filter(&[("k3d.cluster", cluster)])),
-    };
-    let listed = cx.docker.list_networks(Some(opts)).await.map_err(|e| {
-        Error::docker(
-            format!("deleting cluster {cluster}: listing its networks"),
-            e,
-        )
-    })?;
     let mut removed = false;
-    for id in listed
-        .into_iter()
-        .filter(|n| n.name.as_deref() == Some(net.as_str()))
-        .filter_map(|n| n.id)
-    {
+    for id in owned_networks(cx, cluster, creation).await? {
         // In container mode we joined the network ourselves: leave it first.
         if let Some(me) = cx.self_container {
-            let req = bollard::models::NetworkDisconnectRequest {
+            let req = crate::engine::models::NetworkDisconnectRequest {
                 container: me.to_string(),
                 force: Some(true),
             };
@@ -199,7 +253,7 @@ impl Provider for K3dProvider {
 
     async fn create(
         &self,
-        cx: &ProviderCtx<'_>,
+        cx: &ProviderCtx<'_, impl Engine>,
         cluster: &str,
         plan: &CreatePlan,
         guard: &Guard,
@@ -207,17 +261,32 @@ impl Provider for K3dProvider {
         create::create(cx, cluster, plan, guard).await
     }
 
-    async fn delete(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
-        remove_objects(cx, cluster, guard).await
+    async fn delete(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+        guard: &Guard,
+    ) -> Result<bool> {
+        remove_objects(cx, cluster, None, guard).await
     }
 
-    async fn exists(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<bool> {
+    async fn rollback_create(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+        creation: &str,
+        guard: &Guard,
+    ) -> Result<bool> {
+        remove_objects(cx, cluster, Some(creation), guard).await
+    }
+
+    async fn exists(&self, cx: &ProviderCtx<'_, impl Engine>, cluster: &str) -> Result<bool> {
         Ok(!cluster_containers(cx, cluster).await?.is_empty())
     }
 
     async fn registry_connect(
         &self,
-        cx: &ProviderCtx<'_>,
+        cx: &ProviderCtx<'_, impl Engine>,
         cluster: &str,
         reg: &RegistryRef,
         guard: &Guard,
@@ -259,13 +328,21 @@ impl Provider for K3dProvider {
         registry::publish_in_cluster(cx.docker, &client, &net, &refs, true).await
     }
 
-    async fn kubeconfig(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<Kubeconfigs> {
+    async fn kubeconfig(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+    ) -> Result<Kubeconfigs> {
         let all = cluster_containers(cx, cluster).await?;
         let server = server0(&all, cluster)?;
         read_kubeconfigs(cx, cluster, &server, &api_container(&all, &server)).await
     }
 
-    async fn info(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<Option<ClusterInfo>> {
+    async fn info(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+    ) -> Result<Option<ClusterInfo>> {
         let all = cluster_containers(cx, cluster).await?;
         if !all.iter().any(is_node) {
             return Ok(None);
@@ -273,7 +350,7 @@ impl Provider for K3dProvider {
         Ok(Some(info_from(cluster, &all)))
     }
 
-    async fn list(&self, cx: &ProviderCtx<'_>) -> Result<Vec<ClusterInfo>> {
+    async fn list(&self, cx: &ProviderCtx<'_, impl Engine>) -> Result<Vec<ClusterInfo>> {
         let all = docker::containers_with_labels(cx.docker, &[("app", "k3d")]).await?;
         let members = all.into_iter().filter(|c| role(c) != "registry");
         let by_cluster =
@@ -286,7 +363,7 @@ impl Provider for K3dProvider {
 
     async fn port_add(
         &self,
-        cx: &ProviderCtx<'_>,
+        cx: &ProviderCtx<'_, impl Engine>,
         cluster: &str,
         port: &ValidPort,
         guard: &Guard,
@@ -298,7 +375,7 @@ impl Provider for K3dProvider {
 
     async fn port_remove(
         &self,
-        cx: &ProviderCtx<'_>,
+        cx: &ProviderCtx<'_, impl Engine>,
         cluster: &str,
         host_port: u16,
         protocol: &str,
@@ -309,8 +386,15 @@ impl Provider for K3dProvider {
         ports::remove(cx, cluster, &all, host_port, protocol, &info.ports, guard).await
     }
 
-    async fn stop(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
-        let all = docker::containers_with_labels(cx.docker, &cluster_labels(cluster)).await?;
+    async fn stop(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+        guard: &Guard,
+    ) -> Result<bool> {
+        let all = docker::containers_with_labels(cx.docker, &cluster_labels(cluster))
+            .await
+            .map_err(|e| e.context(format!("cluster {cluster}")))?;
         if all.is_empty() {
             return Ok(false);
         }
@@ -327,8 +411,15 @@ impl Provider for K3dProvider {
         Ok(true)
     }
 
-    async fn start(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
-        let all = docker::containers_with_labels(cx.docker, &cluster_labels(cluster)).await?;
+    async fn start(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+        guard: &Guard,
+    ) -> Result<bool> {
+        let all = docker::containers_with_labels(cx.docker, &cluster_labels(cluster))
+            .await
+            .map_err(|e| e.context(format!("cluster {cluster}")))?;
         if all.is_empty() {
             return Ok(false);
         }
@@ -379,7 +470,12 @@ impl Provider for K3dProvider {
         Ok(true)
     }
 
-    async fn wait_ready(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<()> {
+    async fn wait_ready(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+        guard: &Guard,
+    ) -> Result<()> {
         let nodes = node_containers(cx, cluster).await?;
         if nodes.is_empty() {
             return Err(Error::NotFound(format!("cluster {cluster} does not exist")));
@@ -390,7 +486,7 @@ impl Provider for K3dProvider {
             let info = docker::inspect(cx.docker, &name).await?;
             let state = info.state.as_ref();
             if !state.and_then(|s| s.running).unwrap_or(false) {
-                return Err(Error::Internal(format!(
+                return Err(Error::NodeFailed(format!(
                     "cluster {cluster}: node {name} is not running"
                 )));
             }
@@ -422,7 +518,7 @@ impl K3dProvider {
     /// Every node Ready through the API, with the kubeconfig the nodes hold.
     async fn wait_api_ready(
         &self,
-        cx: &ProviderCtx<'_>,
+        cx: &ProviderCtx<'_, impl Engine>,
         cluster: &str,
         nodes: usize,
         guard: &Guard,
@@ -455,7 +551,7 @@ fn restart_lines(role: &str) -> &'static [&'static str] {
 /// there (k3d's host alias; Docker rewrites the file at every start). Best
 /// effort, as in k3d: a node without a shell only loses the alias.
 async fn inject_host_gateway(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     nodes: &[String],
     guard: &Guard,
@@ -464,11 +560,7 @@ async fn inject_host_gateway(
         return Ok(());
     }
     let net = spec::network_name(cluster);
-    let gateway = match cx
-        .docker
-        .inspect_network(&net, None::<InspectNetworkOptions>)
-        .await
-    {
+    let gateway = match cx.docker.inspect_network(&net).await {
         Ok(n) => n
             .ipam
             .and_then(|i| i.config)

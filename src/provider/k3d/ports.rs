@@ -10,7 +10,8 @@
 //! so stop, start, the restart policy and delete treat them like the load
 //! balancer.
 
-use bollard::models::ContainerSummary;
+use crate::engine::models::ContainerSummary;
+use crate::engine::Engine;
 use std::collections::{BTreeMap, HashMap};
 
 use super::spec::{self, PORT_PROXY_ROLE};
@@ -25,7 +26,7 @@ use crate::provider::{binding, steps, PortInfo, PortMap, ProviderCtx, ALL_INTERF
 /// mapping that exists already is returned as it is; a failure leaves the
 /// cluster exactly as it was.
 pub async fn add(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     all: &[ContainerSummary],
     port: &ValidPort,
@@ -73,12 +74,12 @@ pub async fn add(
         "cluster {cluster}: adding port {}",
         port.host_port
     ))?;
-    let opts = bollard::query_parameters::CreateContainerOptions {
+    let opts = crate::engine::query::CreateContainerOptions {
         name: Some(name.clone()),
         ..Default::default()
     };
     cx.docker
-        .create_container(Some(opts), body)
+        .create_container(opts, body)
         .await
         .map_err(|e| Error::docker(format!("cluster {cluster}: creating {name}"), e))?;
     let up = async {
@@ -130,7 +131,7 @@ pub async fn add(
 /// balancer publishes it, and taking it away means recreating the load
 /// balancer, which would interrupt every other port (k3d's way).
 pub async fn remove(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     all: &[ContainerSummary],
     host_port: u16,
@@ -191,7 +192,7 @@ fn proxy_body(
     lb: &ContainerSummary,
     port: &ValidPort,
     host_ip: &str,
-) -> bollard::models::ContainerCreateBody {
+) -> crate::engine::models::ContainerCreateBody {
     let mut labels: HashMap<String, String> = lb.labels.clone().unwrap_or_default();
     labels.insert("k3d.role".into(), PORT_PROXY_ROLE.into());
     labels.insert(spec::PORT_LABEL_HOST.into(), port.host_port.to_string());

@@ -1,7 +1,7 @@
 //! What k3d would create for a cluster, as pure data: object names, labels, env,
 //! k3s arguments and container bodies (k3d contract §0, §1.6–1.8). No Docker calls.
 
-use bollard::models::{
+use crate::engine::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, RestartPolicy,
     RestartPolicyNameEnum,
 };
@@ -85,6 +85,9 @@ pub const SERVER0: NodeRef = NodeRef {
 /// Everything the per-node specs are derived from.
 pub struct ClusterSpec<'a> {
     pub cluster: &'a str,
+    /// This create's id (label `kecs.creation`): its rollback removes only
+    /// objects carrying it.
+    pub creation: &'a str,
     pub token: &'a str,
     pub network_id: &'a str,
     pub network_subnet: &'a str,
@@ -160,6 +163,7 @@ impl ClusterSpec<'_> {
         set("k3d.version", K3D_VERSION_LABEL.into());
         set("k3d.role", role.into());
         set("k3d.cluster", c.into());
+        set(crate::provider::CREATION_LABEL, self.creation.into());
         set("k3d.cluster.token", self.token.into());
         set("k3d.cluster.url", internal_url(c));
         set("k3d.cluster.network", network_name(c));
@@ -370,6 +374,7 @@ mod tests {
     fn spec<'a>(plan: &'a CreatePlan, config: &'a ResolvedConfig) -> ClusterSpec<'a> {
         ClusterSpec {
             cluster: "kecs-a",
+            creation: "c1",
             token: "tok",
             network_id: "nid",
             network_subnet: "172.18.0.0/16",

@@ -7,10 +7,10 @@
 //! workers (concurrently) → restart policy → kubeconfig → every node Ready.
 //! Failures remove every container made; the shared network stays.
 
-use bollard::models::{
+use crate::engine::models::{
     Ipam, IpamConfig, NetworkCreateRequest, RestartPolicy, RestartPolicyNameEnum,
 };
-use bollard::query_parameters::InspectNetworkOptions;
+use crate::engine::Engine;
 use std::collections::HashMap;
 
 use super::spec::{self, ClusterSpec};
@@ -57,7 +57,7 @@ pub fn check_plan(plan: &CreatePlan) -> Result<()> {
 }
 
 pub async fn create(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     plan: &CreatePlan,
     guard: &Guard,
@@ -77,11 +77,13 @@ pub async fn create(
     ensure_network(cx, guard)
         .await
         .map_err(|e| e.context(format!("cluster {cluster}")))?;
+    let creation = crate::provider::creation_id(plan)?;
+    let creation = creation.as_str();
     steps::with_rollback(
         cluster,
         guard,
-        build(cx, cluster, plan, &registries, guard),
-        |rb| async move { remove_objects(cx, cluster, &rb).await },
+        build(cx, cluster, plan, &registries, creation, guard),
+        |rb| async move { remove_objects(cx, cluster, Some(creation), &rb).await },
     )
     .await
 }
@@ -96,14 +98,10 @@ fn is_ipv6_unavailable(msg: &str) -> bool {
 /// The shared `kind` network: reused when present (never validated or removed,
 /// as kind does), else created with masquerade, the default bridge's MTU and an
 /// IPv6 ULA subnet — IPv4 only when the engine cannot do IPv6.
-async fn ensure_network(cx: &ProviderCtx<'_>, guard: &Guard) -> Result<()> {
+async fn ensure_network(cx: &ProviderCtx<'_, impl Engine>, guard: &Guard) -> Result<()> {
     let step = "ensuring the docker network kind";
     guard.check(step)?;
-    match cx
-        .docker
-        .inspect_network(spec::NETWORK, None::<InspectNetworkOptions>)
-        .await
-    {
+    match cx.docker.inspect_network(spec::NETWORK).await {
         Ok(_) => return Ok(()),
         Err(e) if is_docker_not_found(&e) => {}
         Err(e) => return Err(Error::docker(step, e)),
@@ -112,11 +110,7 @@ async fn ensure_network(cx: &ProviderCtx<'_>, guard: &Guard) -> Result<()> {
         "com.docker.network.bridge.enable_ip_masquerade".to_string(),
         "true".to_string(),
     )]);
-    if let Ok(bridge) = cx
-        .docker
-        .inspect_network("bridge", None::<InspectNetworkOptions>)
-        .await
-    {
+    if let Ok(bridge) = cx.docker.inspect_network("bridge").await {
         if let Some(mtu) = bridge
             .options
             .as_ref()
@@ -148,21 +142,21 @@ async fn ensure_network(cx: &ProviderCtx<'_>, guard: &Guard) -> Result<()> {
                     "created network kind ({})",
                     subnet.unwrap_or("IPv4 only")
                 ));
-                return Ok(());
+                return keep_one_kind_network(cx, guard).await;
             }
             // created concurrently by another create: use it
-            Err(bollard::errors::Error::DockerResponseServerError {
+            Err(crate::engine::EngineError::DockerResponseServerError {
                 status_code: 409, ..
             }) => return Ok(()),
-            Err(bollard::errors::Error::DockerResponseServerError { message, .. })
+            Err(crate::engine::EngineError::DockerResponseServerError { message, .. })
                 if subnet.is_some()
                     && (message.contains("overlap") || is_ipv6_unavailable(&message)) =>
             {
                 if is_ipv6_unavailable(&message) {
                     // skip the remaining ULA attempts: go straight to IPv4 only
                     match cx.docker.create_network(request(None)).await {
-                        Ok(_)
-                        | Err(bollard::errors::Error::DockerResponseServerError {
+                        Ok(_) => return keep_one_kind_network(cx, guard).await,
+                        Err(crate::engine::EngineError::DockerResponseServerError {
                             status_code: 409,
                             ..
                         }) => return Ok(()),
@@ -178,8 +172,49 @@ async fn ensure_network(cx: &ProviderCtx<'_>, guard: &Guard) -> Result<()> {
     )))
 }
 
+/// Two processes creating the first kind cluster at the same moment can both
+/// create `kind` (the engine lets networks share a name, and then every call
+/// by that name is ambiguous). As kind does, every creator keeps the same one
+/// (the oldest, then the smallest ID) and removes the others; removing one
+/// another process removed already is fine.
+async fn keep_one_kind_network(cx: &ProviderCtx<'_, impl Engine>, guard: &Guard) -> Result<()> {
+    let opts = crate::engine::query::ListNetworksOptions {
+        filters: Some(HashMap::from([(
+            "name".to_string(),
+            vec![spec::NETWORK.to_string()],
+        )])),
+    };
+    let mut same_name: Vec<_> = cx
+        .docker
+        .list_networks(opts)
+        .await
+        .map_err(|e| Error::docker("listing the docker networks named kind", e))?
+        .into_iter()
+        .filter(|n| n.name.as_deref() == Some(spec::NETWORK))
+        .collect();
+    // by the time Docker gives (its fractions drop trailing zeros: not as text)
+    let created = |n: &crate::engine::models::Network| {
+        n.created
+            .as_deref()
+            .and_then(docker::parse_timestamp)
+            .unwrap_or((i64::MAX, 0))
+    };
+    same_name.sort_by(|a, b| (created(a), &a.id).cmp(&(created(b), &b.id)));
+    for extra in same_name.iter().skip(1) {
+        let Some(id) = extra.id.as_deref() else {
+            continue;
+        };
+        match cx.docker.remove_network(id).await {
+            Ok(()) => guard.report(&format!("removed a duplicate network kind ({id})")),
+            Err(e) if is_docker_not_found(&e) => {}
+            Err(e) => return Err(Error::docker("removing a duplicate docker network kind", e)),
+        }
+    }
+    Ok(())
+}
+
 async fn start_and_boot(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     name: &str,
     plan: &CreatePlan,
@@ -191,7 +226,7 @@ async fn start_and_boot(
 
 /// Runs a command in a node as a step of the create; errors name the step.
 async fn run(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     node: &str,
     cmd: &[&str],
@@ -211,7 +246,7 @@ async fn run(
 
 /// `nodeutils.WriteFile`: mkdir -p the directory, then copy stdin to the file.
 async fn write_file(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     node: &str,
     path: &str,
@@ -236,7 +271,7 @@ async fn write_file(
     Ok(())
 }
 
-fn node_ip(info: &bollard::models::ContainerInspectResponse) -> Option<String> {
+fn node_ip(info: &crate::engine::models::ContainerInspectResponse) -> Option<String> {
     info.network_settings
         .as_ref()?
         .networks
@@ -256,14 +291,16 @@ fn on_failure_once() -> RestartPolicy {
 }
 
 async fn build(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     plan: &CreatePlan,
     registries: &[RegistryRef],
+    creation: &str,
     guard: &Guard,
 ) -> Result<Created> {
     let spec = ClusterSpec {
         cluster,
+        creation,
         plan,
         config: cx.config,
     };
@@ -291,13 +328,25 @@ async fn build(
         .split_first()
         .ok_or_else(|| Error::InvalidArgument("a kind cluster needs a control plane".into()))?;
 
+    // The first control plane's container is the cluster name's claim (a
+    // container name is unique): made alone and first, so a create racing
+    // another of the same name from another process loses having made nothing.
+    let rest = bodies.split_off(1);
+    steps::create_nodes(cx, cluster, bodies, guard)
+        .await
+        .map_err(|e| match e.code() {
+            crate::ErrorCode::AlreadyExists => e.with_suffix(
+                "another process is creating this cluster, or an interrupted create left its first node (`delete` the cluster to remove it)",
+            ),
+            _ => e,
+        })?;
     // the registries come up while the nodes are created, start and boot: a
     // node needs a registry only when it pulls (join: both sides finish, so a
     // rollback sees whatever they made)
     let registries_up =
         steps::attach_registries(cx, cluster, plan, registries, spec::NETWORK, guard);
     let nodes_up = async {
-        steps::create_nodes(cx, cluster, bodies, guard).await?;
+        steps::create_nodes(cx, cluster, rest, guard).await?;
         start_all(cx, cluster, &names, lb.as_deref(), plan, guard).await?;
         use_registries(cx, cluster, &names, registries, guard).await
     };
@@ -352,7 +401,7 @@ async fn build(
 /// from `certs.d` (patched in and restarted only where it did not), and a
 /// `hosts.toml` per name sends pulls to the registry on the kind network.
 pub(super) async fn use_registries(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     nodes: &[String],
     registries: &[RegistryRef],
@@ -402,7 +451,7 @@ pub(super) async fn use_registries(
 /// The KEP-1755 ConfigMap, once the API answers (kind's recipe has no CoreDNS
 /// entry: pods pull through containerd, which resolves the registry by Docker's DNS).
 pub(super) async fn publish_registries(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     kubeconfigs: &crate::provider::Kubeconfigs,
     registries: &[RegistryRef],
@@ -423,7 +472,7 @@ pub(super) async fn publish_registries(
 /// balancer (not waited for, as kind does not): every start finishes before the
 /// results are collected, so a failure leaves nothing half-started behind.
 async fn start_all(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     nodes: &[String],
     lb: Option<&str>,
@@ -450,7 +499,7 @@ async fn start_all(
 /// control plane, written as `*.tmp` and renamed over the files envoy watches,
 /// so it never reads half a file.
 async fn configure_load_balancer(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     lb: &str,
     control_planes: &[String],
@@ -476,7 +525,7 @@ async fn configure_load_balancer(
 /// kind's config action: `/kind/kubeadm.conf` on every node, with its own
 /// address, and the control-plane join for every control plane but the first.
 async fn write_kubeadm_configs(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     names: &[String],
     control_planes: &[String],
@@ -513,7 +562,7 @@ async fn write_kubeadm_configs(
 /// kind's kubeadminit action on the bootstrap control plane; a cluster of one
 /// node also schedules workloads on it.
 async fn kubeadm_init(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     cp: &str,
     single_node: bool,
@@ -559,7 +608,7 @@ async fn kubeadm_init(
 /// the service-account keys, the admin kubeconfig), copied as kind copies them.
 /// Each file is read once; the copies to the joining nodes run together.
 async fn copy_control_plane_files(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     from: &str,
     to: &[String],
@@ -595,7 +644,7 @@ async fn copy_control_plane_files(
 
 /// kind's installcni and installstorage actions, on the first control plane.
 async fn install_cni_and_storage(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     cp: &str,
     guard: &Guard,
@@ -624,7 +673,9 @@ async fn install_cni_and_storage(
     )
     .await?;
     guard.report("installed CNI");
-    if let Ok(storage) = run(
+    // a node image without the manifest (cat exits non-zero) gets no
+    // StorageClass, as in kind; an engine failure is the create's failure
+    let storage = match run(
         cx,
         cluster,
         cp,
@@ -634,6 +685,11 @@ async fn install_cni_and_storage(
     )
     .await
     {
+        Ok(storage) => Some(storage),
+        Err(e) if e.code() == crate::ErrorCode::NodeFailed => None,
+        Err(e) => return Err(e),
+    };
+    if let Some(storage) = storage {
         run(
             cx,
             cluster,
@@ -649,7 +705,7 @@ async fn install_cni_and_storage(
 }
 
 async fn kubeadm_join(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     node: &str,
     guard: &Guard,

@@ -6,7 +6,8 @@
 mod create;
 pub mod spec;
 
-use bollard::models::ContainerSummary;
+use crate::engine::models::ContainerSummary;
+use crate::engine::Engine;
 use std::collections::BTreeMap;
 
 use super::lifecycle::{self, names_where, NodeStart};
@@ -23,8 +24,13 @@ use crate::registry::{self, RegistryRef};
 
 pub struct KindProvider;
 
-async fn node_containers(cx: &ProviderCtx<'_>, cluster: &str) -> Result<Vec<ContainerSummary>> {
-    docker::containers_with_labels(cx.docker, &[(spec::CLUSTER_LABEL, cluster)]).await
+async fn node_containers(
+    cx: &ProviderCtx<'_, impl Engine>,
+    cluster: &str,
+) -> Result<Vec<ContainerSummary>> {
+    docker::containers_with_labels(cx.docker, &[(spec::CLUSTER_LABEL, cluster)])
+        .await
+        .map_err(|e| e.context(format!("cluster {cluster}")))
 }
 
 fn control_plane(nodes: &[ContainerSummary], cluster: &str) -> Result<String> {
@@ -52,7 +58,7 @@ fn load_balancer(nodes: &[ContainerSummary]) -> Option<String> {
 /// kubeadm's admin.conf from the control-plane, renamed to `kind-<c>`, pointing
 /// at the load balancer when there is one.
 async fn read_kubeconfigs(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
     cp: &str,
     lb: Option<&str>,
@@ -72,21 +78,30 @@ async fn read_kubeconfigs(
     query::read_kubeconfigs(cx, cluster, src).await
 }
 
-/// Removes the cluster's node containers with their anonymous volumes. The
-/// shared `kind` network stays, as kind leaves it.
+/// Removes the cluster's node containers with their anonymous volumes: all of
+/// them (delete), or only those one create made (`creation`, its rollback).
+/// The shared `kind` network stays, as kind leaves it.
 pub(crate) async fn remove_objects(
-    cx: &ProviderCtx<'_>,
+    cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
+    creation: Option<&str>,
     guard: &Guard,
 ) -> Result<bool> {
-    let nodes = node_containers(cx, cluster).await?;
+    let mut labels = vec![(spec::CLUSTER_LABEL, cluster)];
+    labels.extend(creation.map(|id| (crate::provider::CREATION_LABEL, id)));
+    let nodes = docker::containers_with_labels(cx.docker, &labels)
+        .await
+        .map_err(|e| e.context(format!("cluster {cluster}")))?;
     let names: Vec<String> = nodes.iter().map(summary_name).collect();
     docker::remove_containers(cx.docker, &names, guard)
         .await
         .map_err(|e| e.context(format!("deleting cluster {cluster}")))?;
-    registry::release_from_shared_network(cx.docker, spec::NETWORK, cluster, guard)
-        .await
-        .map_err(|e| e.context(format!("deleting cluster {cluster}")))?;
+    // a rollback that made no node (it lost the claim) has no registry to release
+    if creation.is_none() || !names.is_empty() {
+        registry::release_from_shared_network(cx.docker, spec::NETWORK, cluster, guard)
+            .await
+            .map_err(|e| e.context(format!("deleting cluster {cluster}")))?;
+    }
     Ok(!names.is_empty())
 }
 
@@ -144,7 +159,7 @@ impl Provider for KindProvider {
 
     async fn create(
         &self,
-        cx: &ProviderCtx<'_>,
+        cx: &ProviderCtx<'_, impl Engine>,
         cluster: &str,
         plan: &CreatePlan,
         guard: &Guard,
@@ -152,8 +167,23 @@ impl Provider for KindProvider {
         create::create(cx, cluster, plan, guard).await
     }
 
-    async fn delete(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
-        remove_objects(cx, cluster, guard).await
+    async fn delete(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+        guard: &Guard,
+    ) -> Result<bool> {
+        remove_objects(cx, cluster, None, guard).await
+    }
+
+    async fn rollback_create(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+        creation: &str,
+        guard: &Guard,
+    ) -> Result<bool> {
+        remove_objects(cx, cluster, Some(creation), guard).await
     }
 
     /// kind's recipe on a running cluster: the registry joins the kind network
@@ -161,7 +191,7 @@ impl Provider for KindProvider {
     /// so no node restarts (only containerd, where `certs.d` had to be enabled).
     async fn registry_connect(
         &self,
-        cx: &ProviderCtx<'_>,
+        cx: &ProviderCtx<'_, impl Engine>,
         cluster: &str,
         reg: &RegistryRef,
         guard: &Guard,
@@ -182,22 +212,30 @@ impl Provider for KindProvider {
         create::publish_registries(cx, cluster, &kcs, regs, guard).await
     }
 
-    async fn exists(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<bool> {
+    async fn exists(&self, cx: &ProviderCtx<'_, impl Engine>, cluster: &str) -> Result<bool> {
         Ok(!node_containers(cx, cluster).await?.is_empty())
     }
 
-    async fn kubeconfig(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<Kubeconfigs> {
+    async fn kubeconfig(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+    ) -> Result<Kubeconfigs> {
         let nodes = node_containers(cx, cluster).await?;
         let cp = control_plane(&nodes, cluster)?;
         read_kubeconfigs(cx, cluster, &cp, load_balancer(&nodes).as_deref()).await
     }
 
-    async fn info(&self, cx: &ProviderCtx<'_>, cluster: &str) -> Result<Option<ClusterInfo>> {
+    async fn info(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+    ) -> Result<Option<ClusterInfo>> {
         let nodes = node_containers(cx, cluster).await?;
         Ok((!nodes.is_empty()).then(|| info_from(cluster, &nodes)))
     }
 
-    async fn list(&self, cx: &ProviderCtx<'_>) -> Result<Vec<ClusterInfo>> {
+    async fn list(&self, cx: &ProviderCtx<'_, impl Engine>) -> Result<Vec<ClusterInfo>> {
         let all = docker::containers_with_labels(cx.docker, &[(spec::CLUSTER_LABEL, "")]).await?;
         let by_cluster = query::group_by_cluster(all, spec::CLUSTER_LABEL, &cx.config.name_prefix);
         Ok(by_cluster
@@ -206,7 +244,12 @@ impl Provider for KindProvider {
             .collect())
     }
 
-    async fn stop(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
+    async fn stop(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+        guard: &Guard,
+    ) -> Result<bool> {
         let all = node_containers(cx, cluster).await?;
         if all.is_empty() {
             return Ok(false);
@@ -221,7 +264,12 @@ impl Provider for KindProvider {
         Ok(true)
     }
 
-    async fn start(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<bool> {
+    async fn start(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+        guard: &Guard,
+    ) -> Result<bool> {
         let all = node_containers(cx, cluster).await?;
         if all.is_empty() {
             return Ok(false);
@@ -253,14 +301,19 @@ impl Provider for KindProvider {
         Ok(true)
     }
 
-    async fn wait_ready(&self, cx: &ProviderCtx<'_>, cluster: &str, guard: &Guard) -> Result<()> {
+    async fn wait_ready(
+        &self,
+        cx: &ProviderCtx<'_, impl Engine>,
+        cluster: &str,
+        guard: &Guard,
+    ) -> Result<()> {
         let nodes = node_containers(cx, cluster).await?;
         if nodes.is_empty() {
             return Err(Error::NotFound(format!("cluster {cluster} does not exist")));
         }
         for n in &nodes {
             if n.state.map(|s| s.to_string()).as_deref() != Some("running") {
-                return Err(Error::Internal(format!(
+                return Err(Error::NodeFailed(format!(
                     "cluster {cluster}: node {} is not running",
                     summary_name(n)
                 )));

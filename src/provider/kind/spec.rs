@@ -1,7 +1,7 @@
 //! What kind would create for a cluster, as pure data (kind contract §0, §1c–1d,
 //! §2): node names, labels, container bodies and the kubeadm config. No Docker calls.
 
-use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
+use crate::engine::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
 use std::collections::HashMap;
 
 use crate::config::ResolvedConfig;
@@ -271,6 +271,9 @@ fn on_kind_network() -> NetworkingConfig {
 
 pub struct ClusterSpec<'a> {
     pub cluster: &'a str,
+    /// This create's id (label `kecs.creation`): its rollback removes only
+    /// objects carrying it.
+    pub creation: &'a str,
     pub plan: &'a CreatePlan,
     pub config: &'a ResolvedConfig,
 }
@@ -298,6 +301,7 @@ impl ClusterSpec<'_> {
             .collect();
         l.insert(CLUSTER_LABEL.into(), self.cluster.into());
         l.insert(ROLE_LABEL.into(), role.into());
+        l.insert(crate::provider::CREATION_LABEL.into(), self.creation.into());
         l
     }
 
@@ -555,6 +559,7 @@ mod tests {
         .unwrap();
         let s = ClusterSpec {
             cluster: "kecs-a",
+            creation: "c1",
             plan: &plan,
             config: &config,
         };
@@ -618,6 +623,7 @@ mod tests {
         plan.api_port = 41000;
         let s = ClusterSpec {
             cluster: "kecs-a",
+            creation: "c1",
             plan: &plan,
             config: &config,
         };
