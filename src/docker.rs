@@ -111,7 +111,8 @@ pub fn summary_label<'a>(c: &'a ContainerSummary, key: &str) -> Option<&'a str> 
     c.labels.as_ref()?.get(key).map(String::as_str)
 }
 
-/// Force-removes containers with their anonymous volumes, concurrently; a
+/// Force-removes containers with their anonymous volumes, concurrently (in
+/// sequence on an engine that needs it: [`Engine::one_leave_at_a_time`]); a
 /// container that is already gone counts as removed.
 pub async fn remove_containers(
     docker: &impl Engine,
@@ -135,7 +136,9 @@ pub async fn remove_containers(
             Err(e) => Err(Error::docker(format!("removing container {name}"), e)),
         }
     });
-    engine::all_finish(removals).await.map(|_| ())
+    engine::all_leaves_finish(docker, removals)
+        .await
+        .map(|_| ())
 }
 
 /// Removes every volume carrying all `labels` (used for the cluster's own volumes).

@@ -39,10 +39,15 @@ fn parse(yaml: &str) -> Result<Value> {
 /// malformed kubeconfig, an error rather than a panic on assignment.
 fn first_entry<'a>(doc: &'a mut Value, list: &str, body: &str) -> Result<&'a mut Value> {
     let malformed = || Error::Internal(format!("kubeconfig from the node has no {list}"));
+    // Only the first entry is the cluster's (k3s and kubeadm write one): any
+    // other would be merged into the user's file under a name not ours.
     let entry = doc
         .get_mut(list)
         .and_then(Value::as_array_mut)
-        .and_then(|a| a.first_mut())
+        .and_then(|a| {
+            a.truncate(1);
+            a.first_mut()
+        })
         .filter(|e| e.is_object())
         .ok_or_else(malformed)?;
     let inner = &mut entry[body];
@@ -217,6 +222,23 @@ mod tests {
         );
         // kube-rs accepts the result
         kube::config::Kubeconfig::from_yaml(&out).unwrap();
+    }
+
+    /// Found by the kubeconfig_merge fuzz target: a node file with two clusters
+    /// kept the second under its own name, and the merge then refused it.
+    #[test]
+    fn keeps_only_the_first_entry_of_each_list() {
+        let two = K3S.replace(
+            "  name: default\ncontexts:",
+            "  name: default\n- cluster:\n    server: https://prod:6443\n  name: prod\ncontexts:",
+        );
+        assert_ne!(two, K3S);
+        let out = rewrite(&two, &names(), "https://127.0.0.1:40000").unwrap();
+        let doc: Value = serde_saphyr::from_str(&out).unwrap();
+        for list in ["clusters", "users", "contexts"] {
+            assert_eq!(doc[list].as_array().unwrap().len(), 1, "{list}:\n{out}");
+        }
+        assert_eq!(doc["clusters"][0]["name"], "k3d-kecs-a");
     }
 
     #[test]

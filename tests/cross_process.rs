@@ -124,7 +124,7 @@ fn expected_containers(provider: &str, cluster: &str) -> Vec<String> {
 /// (neither rollback took the other's objects). Then one delete leaves nothing.
 async fn racing_creates(provider: &str) {
     ensure_sim_image().await;
-    let _gate = shared();
+    let _gate = shared_for(provider);
     let home = TempDir::new("xproc-create");
     for round in 0..3 {
         let name = unique_name(&format!("xc{round}"));

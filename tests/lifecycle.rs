@@ -25,7 +25,7 @@ struct Ctx {
 }
 
 async fn setup(provider: &str, tag: &str, tweak: impl FnOnce(&mut ClusterManagerConfig)) -> Ctx {
-    setup_gated(provider, tag, tweak, shared()).await
+    setup_gated(provider, tag, tweak, shared_for(provider)).await
 }
 
 async fn setup_gated(
@@ -753,6 +753,35 @@ async fn kind_objects_match_the_contract() {
     ));
     c.manager.delete(&c.name, &never()).await.unwrap();
     assert_gone(&c).await;
+}
+
+/// Docker 20.10 before 20.10.27 gets a cluster's stops and removals one at a
+/// time (its network controller can deadlock otherwise: moby/moby#46661); the
+/// negotiated API version tells such an engine, so the engine's own version
+/// must agree with what the client decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engines_that_deadlock_get_one_leave_at_a_time() {
+    use kecs_cluster::engine::Engine;
+    let docker = kecs_cluster::docker::connect(None).await.expect("connect");
+    let version = docker.version().await.expect("version");
+    let server = version.version.unwrap_or_default();
+    let numbers: Vec<u32> = server
+        .split(|c: char| !c.is_ascii_digit())
+        .take(3)
+        .map(|n| n.parse().unwrap_or(0))
+        .collect();
+    let affected = numbers.as_slice() < [20, 10, 27].as_slice();
+    // 20.10.27 speaks API 1.41 too and is sequenced without need: allowed
+    let twenty_ten = numbers.starts_with(&[20, 10]);
+    assert!(
+        docker.one_leave_at_a_time() == affected || twenty_ten,
+        "Docker {server} (API {:?}): one_leave_at_a_time {}",
+        version.api_version,
+        docker.one_leave_at_a_time()
+    );
+    if affected {
+        assert!(docker.one_leave_at_a_time(), "Docker {server}");
+    }
 }
 
 /// The state two racing creates of one name can leave on this engine, which

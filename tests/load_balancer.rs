@@ -39,7 +39,7 @@ async fn setup_for(
     tweak: impl FnOnce(&mut ClusterManagerConfig),
 ) -> Ctx {
     ensure_sim_image().await;
-    let gate = shared();
+    let gate = shared_for(provider);
     let dir = TempDir::new(tag);
     let mut config = config(dir.path(), provider);
     tweak(&mut config);

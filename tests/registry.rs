@@ -82,7 +82,7 @@ async fn setup(tag: &str) -> Ctx {
 async fn setup_for(provider: &str, tag: &str) -> Ctx {
     ensure_sim_image().await;
     ensure_registry_image().await;
-    let gate = shared();
+    let gate = shared_for(provider);
     let dir = TempDir::new(tag);
     let mut config = config(dir.path(), provider);
     config.registry_image = Some(REGISTRY_IMAGE.into());

@@ -13,7 +13,19 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-step() { printf '\n== %s\n' "$*"; }
+step() { printf '\n== %s (at %ds)\n' "$*" "$SECONDS"; }
+# After a failed step, whether the Docker Engine still answers: Docker 20.10
+# before 20.10.27 can deadlock its network controller (moby/moby#46661) and then
+# answers nothing; every later Docker test would fail for that reason alone.
+engine_report() {
+  printf '\n== the Docker Engine after the failure (at %ds)\n' "$SECONDS"
+  if timeout 10 docker version --format 'it answers: Docker {{.Server.Version}}'; then
+    docker ps -a --format '{{.Names}}: {{.Status}}' | head -20
+  else
+    echo "it did not answer within 10 s"
+  fi
+}
+trap engine_report ERR
 [ -d /usr/lib/go-1.23/bin ] && export PATH="/usr/lib/go-1.23/bin:$PATH"
 export GOTOOLCHAIN=local GOFLAGS=-mod=readonly
 # Test images only: no registry here, so the library's defaults (upstream images)

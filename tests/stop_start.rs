@@ -25,7 +25,7 @@ struct Ctx {
 
 async fn setup(provider: &str, tag: &str) -> Ctx {
     ensure_sim_image().await;
-    let gate = shared();
+    let gate = shared_for(provider);
     let dir = TempDir::new(tag);
     let config: ClusterManagerConfig = config(dir.path(), provider);
     let manager = ClusterManager::new(&config).expect("manager");

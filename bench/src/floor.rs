@@ -9,6 +9,7 @@ use bollard::query_parameters::{
     CreateContainerOptions, RemoveContainerOptions, StartContainerOptions,
 };
 use bollard::Docker;
+use kecs_cluster::engine::Engine;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
@@ -306,8 +307,17 @@ pub async fn stop_start(docker: &Docker, c: &FloorCluster, order: Order) -> (f64
     let t = Instant::now();
     let all = c.containers();
     let stopped = match order {
-        Order::Parallel | Order::Pipelined => {
+        // An engine that deadlocks on concurrent network leaves (Docker 20.10)
+        // has no valid parallel stop: the floor stops one at a time there too.
+        Order::Parallel | Order::Pipelined if !docker.one_leave_at_a_time() => {
             futures_util::future::join_all(all.iter().map(|n| stop_container(docker, n))).await
+        }
+        Order::Parallel | Order::Pipelined => {
+            let mut out = vec![];
+            for n in &all {
+                out.push(stop_container(docker, n).await);
+            }
+            out
         }
         // k3d's order: load balancer, agents, servers
         Order::Sequential => {
@@ -388,21 +398,30 @@ pub async fn port_add(
     t.elapsed().as_secs_f64() * 1000.0
 }
 
+/// Removes the containers, all at once (one at a time on an engine that
+/// deadlocks otherwise: `Engine::one_leave_at_a_time`).
 pub async fn remove(docker: &Docker, names: &[String]) {
-    let removals = names.iter().map(|n| async move {
-        docker
-            .remove_container(
-                n,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    v: true,
-                    ..Default::default()
-                }),
-            )
-            .await
-            .expect("floor: remove container");
-    });
-    futures_util::future::join_all(removals).await;
+    let removal = |n: &String| {
+        let n = n.clone();
+        async move {
+            let opts = RemoveContainerOptions {
+                force: true,
+                v: true,
+                ..Default::default()
+            };
+            docker
+                .remove_container(&n, Some(opts))
+                .await
+                .expect("floor: remove container");
+        }
+    };
+    if docker.one_leave_at_a_time() {
+        for n in names {
+            removal(n).await;
+        }
+    } else {
+        futures_util::future::join_all(names.iter().map(removal)).await;
+    }
 }
 
 pub async fn delete(docker: &Docker, c: FloorCluster) -> f64 {

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
@@ -223,6 +224,25 @@ struct Inner {
     journal: Mutex<Journal>,
     hang_reached: Notify,
     release: Notify,
+    /// Acts as an engine whose containers must leave networks one at a time.
+    one_leave_at_a_time: AtomicBool,
+    /// Stops and removals under way now, and the most ever at once.
+    leaves: Mutex<(usize, usize)>,
+}
+
+/// A stop or removal under way (see [`FakeEngine::leave`]).
+struct LeaveGuard<'a>(&'a FakeEngine);
+
+impl Drop for LeaveGuard<'_> {
+    fn drop(&mut self) {
+        let mut l = self
+            .0
+            .inner
+            .leaves
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        l.0 -= 1;
+    }
 }
 
 /// The in-memory engine. Clones share one state.
@@ -280,6 +300,8 @@ impl FakeEngine {
                 journal: Mutex::new(Journal::default()),
                 hang_reached: Notify::new(),
                 release: Notify::new(),
+                one_leave_at_a_time: AtomicBool::new(false),
+                leaves: Mutex::new((0, 0)),
             }),
         }
     }
@@ -332,6 +354,32 @@ impl FakeEngine {
     /// A pull of `image` succeeds.
     pub fn make_pullable(&self, image: &str) {
         self.world().pullable_images.insert(image.to_string());
+    }
+
+    /// Answers [`Engine::one_leave_at_a_time`] with `on` (as Docker 20.10 does).
+    pub fn set_one_leave_at_a_time(&self, on: bool) {
+        self.inner.one_leave_at_a_time.store(on, Ordering::Relaxed);
+    }
+
+    /// The most stop and removal calls that were under way at the same time.
+    pub fn most_leaves_at_once(&self) -> usize {
+        self.inner
+            .leaves
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+    }
+
+    /// Counts a stop or removal while it is under way; it yields once, so calls
+    /// started together are seen together.
+    async fn leave(&self) -> LeaveGuard<'_> {
+        {
+            let mut l = self.inner.leaves.lock().unwrap_or_else(|p| p.into_inner());
+            l.0 += 1;
+            l.1 = l.1.max(l.0);
+        }
+        tokio::task::yield_now().await;
+        LeaveGuard(self)
     }
 
     /// Waits until a call hangs on a [`FaultKind::Hang`] fault.
@@ -1718,6 +1766,7 @@ impl Engine for FakeEngine {
     }
 
     async fn stop_container(&self, name: &str) -> EngineResult<()> {
+        let _leaving = self.leave().await;
         let entry = self.enter("stop_container", name, String::new()).await?;
         let r = self.world().stop_container(name);
         self.answer(entry, r)
@@ -1728,6 +1777,7 @@ impl Engine for FakeEngine {
         name: &str,
         options: query::RemoveContainerOptions,
     ) -> EngineResult<()> {
+        let _leaving = self.leave().await;
         let entry = self.enter("remove_container", name, String::new()).await?;
         let r = self
             .world()
@@ -1883,6 +1933,10 @@ impl Engine for FakeEngine {
         let entry = self.enter("inspect_image", image, String::new()).await?;
         let r = self.world().inspect_image(image);
         self.answer(entry, r)
+    }
+
+    fn one_leave_at_a_time(&self) -> bool {
+        self.inner.one_leave_at_a_time.load(Ordering::Relaxed)
     }
 
     fn pull_image(&self, image: &str) -> BoxStream<'static, EngineResult<CreateImageInfo>> {

@@ -149,6 +149,16 @@ pub trait Engine: Send + Sync {
         -> impl Future<Output = EngineResult<ImageInspect>> + Send;
     /// Pulls `image`; the stream ends when the pull does.
     fn pull_image(&self, image: &str) -> BoxStream<'static, EngineResult<CreateImageInfo>>;
+
+    /// Whether containers must leave their networks one at a time (stops and
+    /// forced removals in sequence). Docker 20.10 before 20.10.27 (Debian 12's
+    /// engine among them) can deadlock its network controller when one
+    /// container's endpoint is being deleted while another container leaves or
+    /// joins the same network (moby/moby#46661); the whole engine then stops
+    /// answering until it is restarted. Such engines speak API 1.41 or older.
+    fn one_leave_at_a_time(&self) -> bool {
+        false
+    }
 }
 
 /// The Docker status code of an engine error, if the engine answered.
@@ -188,7 +198,40 @@ where
         .collect()
 }
 
+/// [`all_finish`] for calls that take containers off their networks (stops,
+/// forced removals): in sequence where the engine needs it
+/// ([`Engine::one_leave_at_a_time`]), all together otherwise. Either way every
+/// call runs, and the first error in call order is returned.
+pub fn all_leaves_finish<T, F>(
+    docker: &impl Engine,
+    calls: impl IntoIterator<Item = F>,
+) -> impl Future<Output = crate::Result<Vec<T>>>
+where
+    F: Future<Output = crate::Result<T>>,
+{
+    // the calls are made here, outside the future: it holds only them, not
+    // the closure that made them (which would not be Send for every lifetime)
+    let calls: Vec<F> = calls.into_iter().collect();
+    let in_sequence = docker.one_leave_at_a_time();
+    async move {
+        if !in_sequence {
+            return all_finish(calls).await;
+        }
+        let mut results = Vec::with_capacity(calls.len());
+        for call in calls {
+            results.push(call.await);
+        }
+        results.into_iter().collect()
+    }
+}
+
 impl Engine for bollard::Docker {
+    fn one_leave_at_a_time(&self) -> bool {
+        // the negotiated version: the engine's own when it is older than ours
+        let v = self.client_version();
+        (v.major_version, v.minor_version) <= (1, 41)
+    }
+
     async fn list_containers(
         &self,
         options: query::ListContainersOptions,

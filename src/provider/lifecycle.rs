@@ -21,7 +21,8 @@ pub fn is_running(c: &ContainerSummary) -> bool {
     c.state.map(|s| s.to_string()).as_deref() == Some("running")
 }
 
-/// Stops the nodes phase by phase; within a phase all stops run together and all
+/// Stops the nodes phase by phase; within a phase all stops run (together, or in
+/// sequence on an engine that needs it: `Engine::one_leave_at_a_time`) and all
 /// finish. A node that is already stopped is fine (stop is idempotent).
 pub async fn stop_phases(
     cx: &ProviderCtx<'_, impl Engine>,
@@ -38,7 +39,7 @@ pub async fn stop_phases(
             guard.report(&format!("stopped node {name}"));
             Ok::<_, Error>(())
         });
-        first_error(futures_util::future::join_all(stops).await)?;
+        crate::engine::all_leaves_finish(cx.docker, stops).await?;
     }
     Ok(())
 }

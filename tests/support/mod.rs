@@ -181,6 +181,12 @@ pub async fn leftovers(cluster: &str) -> Vec<String> {
             out.push(format!("volume {}", v.name));
         }
     }
+    // Docker makes a named volume on the fly, unlabelled, for a node's mount of
+    // one that is gone: found by name only
+    let image_volume = format!("k3d-{cluster}-images");
+    if docker.inspect_volume(&image_volume).await.is_ok() {
+        out.push(format!("volume {image_volume}"));
+    }
     let nets = docker
         .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
         .await
@@ -275,12 +281,31 @@ pub fn files_in(dir: &Path) -> Vec<String> {
 pub enum Gate {
     Shared(std::sync::RwLockReadGuard<'static, ()>),
     Exclusive(std::sync::RwLockWriteGuard<'static, ()>),
+    /// Shared, and the only test of this process changing kind clusters.
+    SharedKind(
+        std::sync::RwLockReadGuard<'static, ()>,
+        std::sync::MutexGuard<'static, ()>,
+    ),
 }
 
 static GATE: RwLock<()> = RwLock::new(());
+static KIND_NETWORK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 pub fn shared() -> Gate {
     Gate::Shared(GATE.read().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// [`shared`], and for kind one test at a time: kind clusters share the `kind`
+/// network, and Docker 20.10 can deadlock when containers leave and join one
+/// network at the same moment (moby/moby#46661). The library keeps one
+/// cluster's own leaves in sequence; two tests' clusters on one network are
+/// kept apart here. (GATE first, then this lock: always that order.)
+pub fn shared_for(provider: &str) -> Gate {
+    let gate = GATE.read().unwrap_or_else(|p| p.into_inner());
+    if provider != "kind" {
+        return Gate::Shared(gate);
+    }
+    Gate::SharedKind(gate, KIND_NETWORK.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
 pub fn exclusive() -> Gate {

@@ -144,9 +144,16 @@ pub(crate) async fn remove_objects(
         .iter()
         .any(|c| summary_label(c, "k3d.cluster.network.external") == Some("true"));
     let names: Vec<String> = containers.iter().map(summary_name).collect();
+    let mut image_volumes: Vec<&str> = containers
+        .iter()
+        .filter_map(|c| summary_label(c, "k3d.cluster.imageVolume"))
+        .collect();
+    image_volumes.sort_unstable();
+    image_volumes.dedup();
     docker::remove_containers(cx.docker, &names, guard)
         .await
         .map_err(|e| e.context(format!("deleting cluster {cluster}")))?;
+    remove_volumes_docker_made(cx, cluster, &image_volumes, guard).await?;
     // A rollback releases registries only from a network it made itself: on
     // anyone else's (a reused network, another process's create of this name)
     // the registries are theirs.
@@ -167,6 +174,46 @@ pub(crate) async fn remove_objects(
         .await
         .map_err(|e| e.context(format!("deleting cluster {cluster}")))?;
     Ok(removed_any)
+}
+
+/// Removes the image volumes our nodes mounted that carry no labels: Docker
+/// made them on the fly for the mount, because the labelled one the create
+/// claimed had been deleted under it (a delete from another process racing the
+/// create). A labelled one is removed by label; one still in use stays.
+async fn remove_volumes_docker_made(
+    cx: &ProviderCtx<'_, impl Engine>,
+    cluster: &str,
+    volumes: &[&str],
+    guard: &Guard,
+) -> Result<()> {
+    for name in volumes {
+        let unlabelled = match cx.docker.inspect_volume(name).await {
+            Ok(v) => v.labels.is_empty(),
+            Err(e) if is_docker_not_found(&e) => false,
+            Err(e) => {
+                return Err(Error::docker(
+                    format!("deleting cluster {cluster}: inspecting volume {name}"),
+                    e,
+                ))
+            }
+        };
+        if !unlabelled {
+            continue;
+        }
+        match cx.docker.remove_volume(name, false).await {
+            Ok(()) => guard.report(&format!(
+                "removed volume {name} (made by Docker for a node)"
+            )),
+            Err(e) if is_docker_not_found(&e) || crate::engine::status_code(&e) == Some(409) => {}
+            Err(e) => {
+                return Err(Error::docker(
+                    format!("deleting cluster {cluster}: removing volume {name}"),
+                    e,
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The IDs of the networks named `k3d-<c>` labelled with the cluster (and with
