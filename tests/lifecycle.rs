@@ -14,7 +14,6 @@ use kecs_cluster::{
 use support::*;
 
 struct Ctx {
-    _gate: Gate,
     _dir: TempDir,
     dir: std::path::PathBuf,
     _config: ClusterManagerConfig,
@@ -22,6 +21,9 @@ struct Ctx {
     name: String,
     full: String,
     _guard: ClusterGuard,
+    /// Last: dropped after the guard's cleanup (fields drop in order), so the
+    /// next test waiting for the gate starts after it.
+    _gate: Gate,
 }
 
 async fn setup(provider: &str, tag: &str, tweak: impl FnOnce(&mut ClusterManagerConfig)) -> Ctx {

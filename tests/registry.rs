@@ -69,10 +69,12 @@ impl Drop for RegistryGuard {
 }
 
 struct Ctx {
-    _gate: Gate,
     _dir: TempDir,
     config: ClusterManagerConfig,
     manager: ClusterManager,
+    /// Last: dropped after the guard's cleanup (fields drop in order), so the
+    /// next test waiting for the gate starts after it.
+    _gate: Gate,
 }
 
 async fn setup(tag: &str) -> Ctx {

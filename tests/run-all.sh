@@ -14,17 +14,22 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 step() { printf '\n== %s (at %ds)\n' "$*" "$SECONDS"; }
-# After a failed step, whether the Docker Engine still answers: Docker 20.10
-# before 20.10.27 can deadlock its network controller (moby/moby#46661) and then
-# answers nothing; every later Docker test would fail for that reason alone.
+# After a failed step, whether the Docker Engine still does network work: Docker
+# 20.10 before 20.10.27 can deadlock its network controller (moby/moby#46661),
+# after which every request touching networks (run, start, stop, rm) hangs while
+# `docker version` still answers; every later Docker test would fail for that
+# reason alone. (set -E: the trap fires for failures inside functions too; the
+# checks that `exit 1` by themselves print their own reason.)
 engine_report() {
   printf '\n== the Docker Engine after the failure (at %ds)\n' "$SECONDS"
-  if timeout 10 docker version --format 'it answers: Docker {{.Server.Version}}'; then
-    docker ps -a --format '{{.Names}}: {{.Status}}' | head -20
+  if timeout 10 docker network inspect bridge --format 'network calls answer: {{.Name}}'; then
+    timeout 10 docker ps -a --format '{{.Names}}: {{.Status}}' | head -20 || true
   else
-    echo "it did not answer within 10 s"
+    echo "a network call did not answer within 10 s (deadlocked engine?)"
+    timeout 10 docker version --format 'docker version answers: {{.Server.Version}}' || true
   fi
 }
+set -E
 trap engine_report ERR
 [ -d /usr/lib/go-1.23/bin ] && export PATH="/usr/lib/go-1.23/bin:$PATH"
 export GOTOOLCHAIN=local GOFLAGS=-mod=readonly

@@ -14,13 +14,15 @@ use kecs_cluster::{
 use support::*;
 
 struct Ctx {
-    _gate: Gate,
     _dir: TempDir,
     dir: std::path::PathBuf,
     manager: ClusterManager,
     name: String,
     full: String,
     _guard: ClusterGuard,
+    /// Last: dropped after the guard's cleanup (fields drop in order), so the
+    /// next test waiting for the gate starts after it.
+    _gate: Gate,
 }
 
 async fn setup(provider: &str, tag: &str) -> Ctx {

@@ -154,8 +154,11 @@ pub trait Engine: Send + Sync {
     /// forced removals in sequence). Docker 20.10 before 20.10.27 (Debian 12's
     /// engine among them) can deadlock its network controller when one
     /// container's endpoint is being deleted while another container leaves or
-    /// joins the same network (moby/moby#46661); the whole engine then stops
-    /// answering until it is restarted. Such engines speak API 1.41 or older.
+    /// joins the same network (moby/moby#46661); from then on every request
+    /// that touches networks (create, start, stop, remove, network calls)
+    /// hangs until the engine is restarted. Such engines speak API 1.41 or
+    /// older (Podman's compatible API says 1.41 too, and is sequenced without
+    /// need).
     fn one_leave_at_a_time(&self) -> bool {
         false
     }
@@ -198,10 +201,17 @@ where
         .collect()
 }
 
+/// Held by each leave on an engine that needs them one at a time.
+static ONE_LEAVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// [`all_finish`] for calls that take containers off their networks (stops,
-/// forced removals): in sequence where the engine needs it
-/// ([`Engine::one_leave_at_a_time`]), all together otherwise. Either way every
-/// call runs, and the first error in call order is returned.
+/// forced removals): all together, or where the engine needs it
+/// ([`Engine::one_leave_at_a_time`]) one at a time in this whole process, so
+/// two clusters on one network (kind's) do not leave it together either. That
+/// makes the engine's deadlock far less likely, not impossible: the engine
+/// finishes an endpoint's deletion in the background, and another process may
+/// use the network meanwhile. Either way every call runs, and the first error
+/// in call order is returned.
 pub fn all_leaves_finish<T, F>(
     docker: &impl Engine,
     calls: impl IntoIterator<Item = F>,
@@ -219,6 +229,7 @@ where
         }
         let mut results = Vec::with_capacity(calls.len());
         for call in calls {
+            let _one_leave = ONE_LEAVE.lock().await;
             results.push(call.await);
         }
         results.into_iter().collect()

@@ -46,7 +46,8 @@ pub async fn stop_phases(
 
 /// Starts the nodes phase by phase: every start of a phase finishes, then every
 /// wait for a ready line. A node that exits instead is named with its exit code
-/// and last log lines, and stopped (not removed: the cluster existed before).
+/// and last log lines; once every wait of the phase ended, the nodes that failed
+/// are stopped (not removed: the cluster existed before).
 pub async fn start_phases(
     cx: &ProviderCtx<'_, impl Engine>,
     cluster: &str,
@@ -67,8 +68,27 @@ pub async fn start_phases(
             .iter()
             .zip(&ended)
             .filter(|(n, _)| !n.lines.is_empty())
-            .map(|(n, ended)| wait_restarted(cx, cluster, n, ended, guard));
-        first_error(futures_util::future::join_all(waits).await)?;
+            .map(|(n, ended)| async move {
+                let waited = wait_restarted(cx, cluster, n, ended, guard).await;
+                (n.name.as_str(), waited)
+            });
+        let waited = futures_util::future::join_all(waits).await;
+        // Nodes that failed are stopped, not removed: the restart policy would
+        // otherwise crash-loop them, and the next start begins from a known
+        // state. Stops leave the network: all_leaves_finish sequences them.
+        let failed = waited.iter().filter(|(_, w)| w.is_err()).map(|(name, _)| {
+            let name = name.to_string();
+            async move {
+                if let Err(stop_err) = docker::stop_container(cx.docker, &name).await {
+                    guard.report(&format!(
+                        "could not stop {name} after it failed: {stop_err}"
+                    ));
+                }
+                Ok::<_, Error>(())
+            }
+        });
+        crate::engine::all_leaves_finish(cx.docker, failed).await?;
+        first_error(waited.into_iter().map(|(_, w)| w).collect())?;
     }
     Ok(())
 }
@@ -110,13 +130,6 @@ async fn wait_restarted(
             }
             _ => e,
         };
-        // stopped, not removed: the restart policy would otherwise crash-loop it,
-        // and the next start begins from a known state
-        if let Err(stop_err) = docker::stop_container(cx.docker, name).await {
-            guard.report(&format!(
-                "could not stop {name} after it failed: {stop_err}"
-            ));
-        }
         return Err(e.context(format!("cluster {cluster}: starting node {name}")));
     }
     guard.report(&format!("node {name} is up"));

@@ -147,6 +147,8 @@ pub(crate) async fn remove_objects(
     let mut image_volumes: Vec<&str> = containers
         .iter()
         .filter_map(|c| summary_label(c, "k3d.cluster.imageVolume"))
+        // only the cluster's own image volume, whatever a label says
+        .filter(|v| *v == spec::image_volume(cluster))
         .collect();
     image_volumes.sort_unstable();
     image_volumes.dedup();
