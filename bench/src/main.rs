@@ -2,6 +2,8 @@
 //! measured side by side in one run on the node simulator image (see BENCHMARKS.md).
 
 mod charts;
+#[path = "../../tests/fault_proxy/mod.rs"]
+mod fault_proxy;
 mod floor;
 mod stats;
 
@@ -67,10 +69,10 @@ struct Args {
     /// tests/registry/build-image.sh).
     #[arg(long, default_value = "kecs-sim/registry:test")]
     registry_image: String,
-    /// Sections to run (comma-separated): cycle,readiness,scale,concurrency,ports,stopstart,registry,ffi,memory.
+    /// Sections to run (comma-separated): cycle,readiness,scale,concurrency,ports,stopstart,registry,cancel,ffi,memory.
     #[arg(
         long,
-        default_value = "cycle,readiness,scale,concurrency,ports,stopstart,registry,ffi,memory"
+        default_value = "cycle,readiness,scale,concurrency,ports,stopstart,registry,cancel,ffi,memory"
     )]
     sections: String,
 }
@@ -96,7 +98,13 @@ impl Ctx {
     }
 
     fn manager(&self) -> ClusterManager {
+        self.manager_at(None)
+    }
+
+    /// A manager reaching the engine at `docker_host` (default: the local one).
+    fn manager_at(&self, docker_host: Option<String>) -> ClusterManager {
         let cfg = ClusterManagerConfig {
+            docker_host,
             image: Some(self.args.image.clone()),
             privileged: Some(false),
             lb_image: Some(self.args.lb_image.clone()),
@@ -1066,6 +1074,89 @@ async fn stop_start(cx: &Ctx, rows: &mut Vec<Row>, raw: &mut Value) {
     timelines(cx, raw).await;
 }
 
+/// Cancel latency (issue #14): a create with the load balancer is held by the
+/// fault proxy (tests/fault_proxy) in front of the real engine, either inside a
+/// request (server-0's container create: the engine has not answered) or in a
+/// wait (server-0's log follow), and cancelled the moment the proxy holds it.
+/// Timed: cancel → the create returns Cancelled; then, the request let go →
+/// `shutdown` returns (the rollback done). A new manager per run: shutdown ends it.
+async fn cancel(cx: &Ctx, rows: &mut Vec<Row>, raw: &mut Value) {
+    let proxy = fault_proxy::FaultProxy::start("bench").await;
+    let mut s = Samples::new();
+    for _ in 0..cx.args.runs {
+        for held_request in [true, false] {
+            let m = cx.manager_at(Some(proxy.docker_host()));
+            let name = cx.name("cx");
+            let full = m.cluster_name(&name).expect("name");
+            let server0 = format!("k3d-{full}-server-0");
+            let mut stall = if held_request {
+                proxy.stall(
+                    "POST",
+                    &["/containers/create", &format!("name={server0}")],
+                    1,
+                )
+            } else {
+                proxy.stall(
+                    "GET",
+                    &[&format!("/containers/{server0}/logs"), "follow=true"],
+                    1,
+                )
+            };
+            let token = CancellationToken::new();
+            let opts = with_lb(true);
+            let create = m.create(&name, &opts, &token);
+            tokio::pin!(create);
+            tokio::select! {
+                _ = stall.hit(Duration::from_secs(60)) => {}
+                r = &mut create => panic!("cancel: the create ended before the held call: {r:?}"),
+            }
+            let t = Instant::now();
+            token.cancel();
+            let e = create.await.expect_err("a cancelled create");
+            let cancel_ms = ms(t.elapsed());
+            assert_eq!(e.code(), kecs_cluster::ErrorCode::Cancelled, "{e}");
+            let t = Instant::now();
+            stall.release();
+            m.shutdown().await;
+            let rollback_ms = ms(t.elapsed());
+            let never = CancellationToken::new();
+            assert!(
+                !cx.manager().exists(&name, &never).await.expect("exists"),
+                "cancel: {full} left behind"
+            );
+            let (cancel_key, rollback_key) = if held_request {
+                ("held_request_cancel_ms", "held_request_rollback_ms")
+            } else {
+                ("held_wait_cancel_ms", "held_wait_rollback_ms")
+            };
+            s.entry(cancel_key).or_default().push(cancel_ms);
+            s.entry(rollback_key).or_default().push(rollback_ms);
+        }
+    }
+    rows.push(Row::absolute(
+        "9. cancel → Cancelled, create with LB held inside a request the engine has not answered (server-0's create)",
+        "ms",
+        stat(&s["held_request_cancel_ms"]),
+        "≤ 2000 (#14)",
+        Some(2000.0),
+    ));
+    rows.push(Row::absolute(
+        "9. cancel → Cancelled, create with LB held in a wait (server-0's log follow)",
+        "ms",
+        stat(&s["held_wait_cancel_ms"]),
+        "≤ 2000 (#14)",
+        Some(2000.0),
+    ));
+    rows.push(Row::absolute(
+        "9. held request let go → rollback done (`shutdown` returns), nothing left",
+        "ms",
+        stat(&s["held_request_rollback_ms"]),
+        "reference",
+        None,
+    ));
+    raw["cancel"] = json!(s);
+}
+
 /// A free TCP port on 127.0.0.1 (for a registry's host port).
 fn free_port() -> u16 {
     std::net::TcpListener::bind(("127.0.0.1", 0))
@@ -1524,6 +1615,10 @@ async fn main() {
     if want("registry") {
         eprintln!("kecs-bench: registry");
         registry(&cx, &mut rows, &mut raw).await;
+    }
+    if want("cancel") {
+        eprintln!("kecs-bench: cancel latency");
+        cancel(&cx, &mut rows, &mut raw).await;
     }
     if want("ffi") {
         eprintln!("kecs-bench: FFI cost");

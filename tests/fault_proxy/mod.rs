@@ -4,7 +4,8 @@
 //! forwarding to the engine's own socket. A rule (method, substrings of the
 //! path, which occurrence) can stall a request until the test releases it,
 //! delay it, or close the connection without answering; the test is told when a
-//! rule fires, on a channel, so it never sleeps to wait.
+//! rule fires, on a channel, so it never sleeps to wait. The benchmark harness
+//! (bench/, section `cancel`) uses it too.
 //!
 //! Every request is forwarded with `Connection: close` (upgrades excepted), so
 //! each connection carries one request: the proxy reads only request heads and
@@ -12,13 +13,13 @@
 //! streams, hijacked exec streams) looks like.
 #![allow(dead_code)]
 
+use kecs_cluster::CancellationToken;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
-use tokio_util::sync::CancellationToken;
 
 /// What a rule does to the request it matches.
 #[derive(Clone)]
