@@ -238,6 +238,12 @@ impl ClusterManager {
             .await
     }
 
+    /// Connected (see [`docker`](Self::docker)), the context providers work in.
+    async fn connected(&self, guard: &Guard) -> Result<ProviderCtx<'_>> {
+        let docker = self.docker(guard).await?;
+        Ok(self.ctx(docker).await)
+    }
+
     async fn ctx<'a>(&'a self, docker: &'a Docker) -> ProviderCtx<'a> {
         let me = if self.shared.config.container_mode {
             self.shared
@@ -534,8 +540,7 @@ impl ClusterManager {
                     let rb = self.rollback_guard(&cluster);
                     let cleaned = async {
                         let _held = self.hold(&cluster, &rb).await?;
-                        let docker = self.docker(&rb).await?;
-                        let cx = self.ctx(docker).await;
+                        let cx = self.connected(&rb).await?;
                         self.roll_back(&cx, &cluster, &creation, &rb).await
                     }
                     .await;
@@ -565,8 +570,7 @@ impl ClusterManager {
         let cluster = cluster.to_string();
         let guard = self.guard(&format!("cluster {cluster}"), cancel, Some(plan.timeout));
         let _held = self.hold(&cluster, &guard).await?;
-        let docker = self.docker(&guard).await?;
-        let cx = self.ctx(docker).await;
+        let cx = self.connected(&guard).await?;
         guard.check("checking whether the cluster exists")?;
         if self.shared.provider.exists(&cx, &cluster).await? {
             guard.report(&format!("cluster {cluster} already exists"));
@@ -578,7 +582,7 @@ impl ClusterManager {
         {
             // KECS's shared registry: made once, standalone, used by every cluster
             registry::ensure_shared(
-                docker,
+                cx.docker,
                 &self.shared.config.registry_image,
                 self.shared.config.registry_port,
                 &guard,
@@ -739,8 +743,7 @@ impl ClusterManager {
             move |this, token| async move {
                 let guard = this.guard(&format!("cluster {cluster}"), &token, Some(DELETE_TIMEOUT));
                 let _held = this.hold(&cluster, &guard).await?;
-                let docker = this.docker(&guard).await?;
-                let cx = this.ctx(docker).await;
+                let cx = this.connected(&guard).await?;
                 guard.check("deleting the cluster")?;
                 let removed = this.shared.provider.delete(&cx, &cluster, &guard).await?;
                 if let Some(e) = this.remove_kubeconfigs(&cluster).into_iter().next() {
@@ -761,8 +764,7 @@ impl ClusterManager {
         let step = "checking whether the cluster exists";
         self.read(&subject, cancel, step, async {
             let guard = self.guard(&subject, cancel, None);
-            let docker = self.docker(&guard).await?;
-            let cx = self.ctx(docker).await;
+            let cx = self.connected(&guard).await?;
             guard
                 .wait(step, self.shared.provider.exists(&cx, &cluster))
                 .await
@@ -785,8 +787,7 @@ impl ClusterManager {
             "waiting for the nodes to be ready",
             async {
                 let guard = self.guard(&subject, cancel, Some(timeout));
-                let docker = self.docker(&guard).await?;
-                let cx = self.ctx(docker).await;
+                let cx = self.connected(&guard).await?;
                 self.shared.provider.wait_ready(&cx, &cluster, &guard).await
             },
         )
@@ -816,8 +817,7 @@ impl ClusterManager {
         let kcs = self
             .read(&subject, cancel, step, async {
                 let guard = self.guard(&subject, cancel, None);
-                let docker = self.docker(&guard).await?;
-                let cx = self.ctx(docker).await;
+                let cx = self.connected(&guard).await?;
                 // the provider's own lookup says NotFound when the cluster does not exist
                 guard
                     .wait(step, self.shared.provider.kubeconfig(&cx, &cluster))
@@ -901,8 +901,7 @@ impl ClusterManager {
         let step = "reading cluster info";
         self.read(&subject, cancel, step, async {
             let guard = self.guard(&subject, cancel, None);
-            let docker = self.docker(&guard).await?;
-            let cx = self.ctx(docker).await;
+            let cx = self.connected(&guard).await?;
             guard.wait(step, self.info_in(&cx, &cluster)).await
         })
         .await
@@ -941,8 +940,7 @@ impl ClusterManager {
             move |this, token| async move {
                 let guard = this.guard(&format!("cluster {cluster}"), &token, Some(STOP_TIMEOUT));
                 let _held = this.hold(&cluster, &guard).await?;
-                let docker = this.docker(&guard).await?;
-                let cx = this.ctx(docker).await;
+                let cx = this.connected(&guard).await?;
                 if !this.shared.provider.stop(&cx, &cluster, &guard).await? {
                     return Err(not_found(&cluster));
                 }
@@ -971,8 +969,7 @@ impl ClusterManager {
             move |this, token| async move {
                 let guard = this.guard(&format!("cluster {cluster}"), &token, Some(timeout));
                 let _held = this.hold(&cluster, &guard).await?;
-                let docker = this.docker(&guard).await?;
-                let cx = this.ctx(docker).await;
+                let cx = this.connected(&guard).await?;
                 if !this.shared.provider.start(&cx, &cluster, &guard).await? {
                     return Err(not_found(&cluster));
                 }
@@ -1002,8 +999,7 @@ impl ClusterManager {
             move |this, token| async move {
                 let guard = this.guard(&format!("cluster {cluster}"), &token, Some(PORT_TIMEOUT));
                 let _held = this.hold(&cluster, &guard).await?;
-                let docker = this.docker(&guard).await?;
-                let cx = this.ctx(docker).await;
+                let cx = this.connected(&guard).await?;
                 this.shared
                     .provider
                     .port_add(&cx, &cluster, &port, &guard)
@@ -1036,8 +1032,7 @@ impl ClusterManager {
             move |this, token| async move {
                 let guard = this.guard(&format!("cluster {cluster}"), &token, Some(PORT_TIMEOUT));
                 let _held = this.hold(&cluster, &guard).await?;
-                let docker = this.docker(&guard).await?;
-                let cx = this.ctx(docker).await;
+                let cx = this.connected(&guard).await?;
                 this.shared
                     .provider
                     .port_remove(&cx, &cluster, host_port, &protocol, &guard)
@@ -1055,8 +1050,7 @@ impl ClusterManager {
         let info = self
             .read(&subject, cancel, step, async {
                 let guard = self.guard(&subject, cancel, None);
-                let docker = self.docker(&guard).await?;
-                let cx = self.ctx(docker).await;
+                let cx = self.connected(&guard).await?;
                 guard
                     .wait(step, self.shared.provider.info(&cx, &cluster))
                     .await
@@ -1178,9 +1172,8 @@ impl ClusterManager {
             move |this, token| async move {
                 let guard = this.guard(&format!("cluster {cluster}"), &token, Some(timeout));
                 let _held = this.hold(&cluster, &guard).await?;
-                let docker = this.docker(&guard).await?;
-                let cx = this.ctx(docker).await;
-                let reg = registry::reference(docker, &registry_name).await?;
+                let cx = this.connected(&guard).await?;
+                let reg = registry::reference(cx.docker, &registry_name).await?;
                 this.shared
                     .provider
                     .registry_connect(&cx, &cluster, &reg, &guard)
@@ -1198,8 +1191,7 @@ impl ClusterManager {
         let info = self
             .read(&subject, cancel, step, async {
                 let guard = self.guard(&subject, cancel, None);
-                let docker = self.docker(&guard).await?;
-                let cx = self.ctx(docker).await;
+                let cx = self.connected(&guard).await?;
                 guard
                     .wait(step, self.shared.provider.info(&cx, &cluster))
                     .await
@@ -1215,8 +1207,7 @@ impl ClusterManager {
         let mut list = self
             .read(step, cancel, step, async {
                 let guard = self.guard(step, cancel, None);
-                let docker = self.docker(&guard).await?;
-                let cx = self.ctx(docker).await;
+                let cx = self.connected(&guard).await?;
                 guard.wait(step, self.shared.provider.list(&cx)).await
             })
             .await?;
@@ -1307,8 +1298,7 @@ impl Drop for RollbackIfAbandoned<'_> {
                 };
                 runtime.block_on(async {
                     let rb = manager.rollback_guard(&cluster);
-                    let docker = manager.docker(&rb).await?;
-                    let cx = manager.ctx(docker).await;
+                    let cx = manager.connected(&rb).await?;
                     manager.roll_back(&cx, &cluster, &creation, &rb).await
                 })
             });

@@ -602,6 +602,7 @@ async fn leaves(s: &Scenario, one_at_a_time: bool) -> (usize, usize) {
     s.stop(&fake).await.expect("stop");
     let stops = fake.most_leaves_at_once();
     s.start(&fake).await.expect("start");
+    // a fork holds the same objects with fresh counters: the delete's own count
     let fake = fake.fork();
     fake.set_one_leave_at_a_time(one_at_a_time);
     s.delete(&fake).await.expect("delete");

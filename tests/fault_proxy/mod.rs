@@ -2,8 +2,8 @@
 //! only a real engine shows: an HTTP/1.1 proxy on a Unix socket in a temporary
 //! directory (the library reaches it through `dockerHost = "unix://<path>"`),
 //! forwarding to the engine's own socket. A rule (method, substrings of the
-//! path, which occurrence) can stall a request until the test releases it,
-//! delay it, or close the connection without answering; the test is told when a
+//! path, which occurrence) can stall a request until the test releases it, or
+//! close the connection without answering; the test is told when a
 //! rule fires, on a channel, so it never sleeps to wait. The benchmark harness
 //! (bench/, section `cancel`) uses it too.
 //!
@@ -26,7 +26,6 @@ use tokio::sync::{mpsc, watch};
 enum Action {
     /// Holds the request (not forwarded) until released; then forwards it.
     Stall(watch::Receiver<bool>),
-    Delay(Duration),
     /// Closes the client's connection after reading the request head, without
     /// forwarding or answering: the client sees the connection reset mid-request.
     Close,
@@ -166,10 +165,6 @@ impl FaultProxy {
         fault
     }
 
-    pub fn delay(&self, method: &str, path_contains: &[&str], nth: usize, by: Duration) -> Fault {
-        self.add(method, path_contains, nth, Action::Delay(by))
-    }
-
     /// Closes the connection of the `nth` matching request without answering.
     pub fn reset(&self, method: &str, path_contains: &[&str], nth: usize) -> Fault {
         self.add(method, path_contains, nth, Action::Close)
@@ -230,7 +225,6 @@ async fn serve(mut client: UnixStream, rules: &Mutex<Vec<Rule>>, upstream: &Path
         Some(Action::Stall(mut released)) => {
             let _ = released.wait_for(|r| *r).await;
         }
-        Some(Action::Delay(by)) => tokio::time::sleep(by).await,
         None => {}
     }
     let Ok(mut engine) = UnixStream::connect(upstream).await else {
